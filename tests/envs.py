@@ -1,0 +1,31 @@
+"""Tiny envs for the tests, made by id as `tests.envs:Name-v0` (gymnasium imports this module)."""
+import gymnasium as gym
+import numpy as np
+
+
+class ConstantEnv(gym.Env):
+    """The observation is always [1]; reward 1 per step. Episodes alternate: one is cut by the time limit
+    (registered as 3 steps), the next terminates by itself after 2 steps."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float64)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, render_mode=None):
+        self.episode, self.render_mode = -1, render_mode
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = self.episode + 1, 0
+        return np.ones(1), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.ones(1), 1.0, self.episode % 2 == 1 and self.t == 2, False, {}
+
+
+class MultiDiscreteEnv(ConstantEnv):
+    action_space = gym.spaces.MultiDiscrete([2, 2])
+
+
+gym.register("Constant-v0", entry_point=ConstantEnv, max_episode_steps=3)
+gym.register("MultiDiscrete-v0", entry_point=MultiDiscreteEnv, max_episode_steps=3)

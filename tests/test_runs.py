@@ -1,0 +1,156 @@
+"""Whole runs of each script: defaults, logging, determinism, the truncation bootstrap, bad input, learning."""
+import dataclasses
+import glob
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import tests.envs  # noqa: F401  registers the tiny envs in this process
+from tests.conftest import SCRIPTS, load, run_script
+
+NAMES = list(SCRIPTS)
+TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
+        "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
+        "losses/explained_variance"]
+
+
+def tiny_args(name, **overrides):
+    mod = load(name)
+    return dataclasses.replace(mod.Args(), **{**SCRIPTS[name]["tiny"], **overrides})
+
+
+def scalars(run_dir):
+    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_defaults_are_the_paper_table(name):
+    args, table = load(name).Args(), SCRIPTS[name]["table"]
+    for field, value in table.items():
+        if field == "minibatch_size":
+            assert args.num_envs * args.num_steps // args.num_minibatches == value
+        else:
+            assert getattr(args, field) == value, field
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_policy_and_value_share_no_parameters(name):
+    mod = load(name)
+    agent = mod.Agent(4, __import__("gymnasium").spaces.Box(-1, 1, (2,)))
+    actor, critic = set(map(id, agent.actor.parameters())), set(map(id, agent.critic.parameters()))
+    assert actor and critic and not actor & critic
+
+
+@pytest.mark.parametrize("name,env_id", [(n, e) for n in NAMES for e in SCRIPTS[n]["envs"]])
+def test_short_run_logs_every_tag(name, env_id, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # long enough for episodes to end in CartPole and Hopper
+    load(name).main(tiny_args(name, env_id=env_id, num_steps=128, total_timesteps=512, save_model=True))
+    (run_dir,) = glob.glob("runs/*")
+    logged = scalars(run_dir)
+    for tag in TAGS:
+        assert logged.get(tag), f"{tag} not logged"
+    assert glob.glob(f"{run_dir}/*.pt")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_run(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = []
+    for exp in ["a", "b"]:
+        load(name).main(tiny_args(name, exp_name=exp, total_timesteps=256, eval_episodes=2))
+        (run_dir,) = glob.glob(f"runs/*__{exp}__*")
+        runs.append({k: v for k, v in scalars(run_dir).items() if k != "charts/SPS"})
+    assert runs[0] == runs[1]
+    assert len(runs[0]["losses/policy_loss"]) == 4
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_truncation_bootstraps_and_termination_does_not(name, tmp_path, monkeypatch):
+    """On Constant-v0 (reward 1 per step, the observation never changes) episodes alternate: cut by the
+    3-step time limit at steps 2, 7, 12, ...; terminated at steps 4, 9, 14, .... The reward seen by GAE
+    at a truncated step is 1 + gamma V(final_obs), and V(final_obs) is the V of every step."""
+    monkeypatch.chdir(tmp_path)
+    mod, seen = load(name), []
+    real_gae = mod.compute_gae
+
+    def spy(rewards, values, dones, last_value, gamma, gae_lambda):
+        seen.append((rewards.clone(), values.clone(), dones.clone(), gamma))
+        return real_gae(rewards, values, dones, last_value, gamma, gae_lambda)
+
+    monkeypatch.setattr(mod, "compute_gae", spy)
+    mod.main(tiny_args(name, env_id="Constant-v0", num_envs=1, num_steps=15, num_minibatches=1,
+                       total_timesteps=15, gamma=0.9))
+    rewards, values, dones, gamma = seen[0]
+    v = values[0, 0].item()
+    assert abs(v) > 1e-3 and torch.allclose(values, torch.full_like(values, v), atol=1e-6)
+    truncated, terminated = [2, 7, 12], [4, 9, 14]
+    assert torch.nonzero(dones[:, 0]).flatten().tolist() == sorted(truncated + terminated)
+    for t in range(15):
+        expected = 1 + gamma * v if t in truncated else 1.0
+        assert rewards[t, 0].item() == pytest.approx(expected, abs=1e-6), t
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ratio_is_one_on_the_first_minibatch(name, tmp_path, monkeypatch):
+    """theta = theta_old before the first step, so r_t(theta_old) = 1 exactly (eq. 6)."""
+    monkeypatch.chdir(tmp_path)
+    mod, calls = load(name), []
+    real_loss = mod.clipped_surrogate_loss
+
+    def spy(new_logprob, old_logprob, advantages, clip_coef):
+        calls.append(torch.exp(new_logprob - old_logprob).detach().clone())
+        return real_loss(new_logprob, old_logprob, advantages, clip_coef)
+
+    monkeypatch.setattr(mod, "clipped_surrogate_loss", spy)
+    for env_id in SCRIPTS[name]["envs"]:
+        calls.clear()
+        mod.main(tiny_args(name, env_id=env_id, num_steps=64, total_timesteps=128))
+        assert torch.equal(calls[0], torch.ones_like(calls[0])), env_id
+        assert not torch.equal(calls[1], torch.ones_like(calls[1]))  # and the update did move the policy
+
+
+BAD_INPUT = [
+    (["--env-id", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+    (["--env-id", "tests.envs:MultiDiscrete-v0"], "MultiDiscrete action space"),
+    (["--num-minibatches", "7"], "does not divide"),
+    (["--total-timesteps", "0"], "--total-timesteps must be positive"),
+    (["--learning-rate", "-1e-3"], "--learning-rate must be positive"),
+    (["--num-envs", "0"], "--num-envs must be positive"),
+    (["--update-epochs", "0"], "--update-epochs must be positive"),
+    (["--gamma", "1.5"], "--gamma must lie in [0, 1]"),
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("flags,message", BAD_INPUT, ids=[m for _, m in BAD_INPUT])
+def test_bad_input_is_refused_in_one_line(name, flags, message, tmp_path):
+    result = run_script(name, *flags, cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+    assert not glob.glob(f"{tmp_path}/runs/*")  # refused before any training
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.skipif(importlib.util.find_spec("moviepy") is not None, reason="moviepy is installed here")
+def test_missing_video_dependency_names_the_fix(name, tmp_path):
+    result = run_script(name, "--capture-video", cwd=tmp_path)
+    assert result.returncode != 0 and "pip install moviepy" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["ppo_clip"])
+def test_cartpole_learns(name, tmp_path, monkeypatch):
+    """A quality check, not a timing test: seeded, so it either always passes or always fails."""
+    monkeypatch.chdir(tmp_path)
+    mod = load(name)
+    summary = mod.main(dataclasses.replace(mod.Args(), env_id="CartPole-v1", total_timesteps=100_352,
+                                           eval_episodes=0, seed=1))
+    assert np.mean(summary["episode_returns"][-10:]) >= 400
