@@ -1,0 +1,86 @@
+"""Learning benchmark: train a script on one env for several seeds and report the mean return of the last
+100 training episodes, mean +- std over seeds, as the paper and CleanRL score a run.
+
+    python benchmarks/learning.py --script ppo_clip --env-id CartPole-v1 --total-timesteps 200000
+    python benchmarks/learning.py --script ppo_clip --env-id Hopper-v4 --total-timesteps 1000000
+
+Seeds run as separate processes, `--jobs` at a time, each on one torch thread. Each run's learning curve
+goes to benchmarks/results/curves/, the summary to benchmarks/results/learning.jsonl (one line a run of
+this command), with the machine and package versions beside the figures.
+"""
+import argparse
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
+
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+
+def environment() -> dict:
+    """The machine and the versions a figure was measured with."""
+    return {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+            "python": platform.python_version(),
+            **{pkg: version(pkg) for pkg in ["torch", "gymnasium", "numpy", "mujoco", "ale-py"]}}
+
+
+def episode_returns(run_dir: str) -> np.ndarray:
+    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    acc.Reload()
+    return np.array([(e.step, e.value) for e in acc.Scalars("charts/episodic_return")])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--script", default="ppo_clip")
+    p.add_argument("--env-id", default="CartPole-v1")
+    p.add_argument("--total-timesteps", type=int, default=200_000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--jobs", type=int, default=2, help="runs at once; this machine has 2 cores")
+    p.add_argument("--extra", default="", help="more flags for the script, as one string")
+    a = p.parse_args()
+
+    tag = f"bench{int(time.time())}"
+    workdir = os.path.join(RESULTS, "..", "out")
+    os.makedirs(workdir, exist_ok=True)
+
+    def run(seed: int) -> str:
+        cmd = [sys.executable, os.path.join(ROOT, f"{a.script}.py"), "--env-id", a.env_id, "--seed", str(seed),
+               "--total-timesteps", str(a.total_timesteps), "--exp-name", f"{a.script}-{tag}", *a.extra.split()]
+        with open(os.path.join(workdir, f"{a.script}_{a.env_id}_{seed}.log"), "w") as log:
+            subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, check=True)
+        (run_dir,) = glob.glob(os.path.join(workdir, "runs", f"{a.env_id}__{a.script}-{tag}__{seed}__*"))
+        return run_dir
+
+    start = time.time()
+    with ThreadPoolExecutor(a.jobs) as pool:
+        run_dirs = list(pool.map(run, a.seeds))
+    scores = []
+    os.makedirs(os.path.join(RESULTS, "curves"), exist_ok=True)
+    for seed, run_dir in zip(a.seeds, run_dirs):
+        curve = episode_returns(run_dir)
+        scores.append(float(curve[-100:, 1].mean()))
+        np.savetxt(os.path.join(RESULTS, "curves", f"{a.script}_{a.env_id}_seed{seed}.csv"), curve,
+                   delimiter=",", header="global_step,episodic_return", comments="", fmt=["%d", "%.2f"])
+    summary = {"script": a.script, "env_id": a.env_id, "total_timesteps": a.total_timesteps, "seeds": a.seeds,
+               "extra_flags": a.extra, "last100_per_seed": [round(s, 1) for s in scores],
+               "mean": round(float(np.mean(scores)), 1), "std": round(float(np.std(scores)), 1),
+               "wall_s": round(time.time() - start), "date": time.strftime("%Y-%m-%d"), **environment(),
+               "command": "python benchmarks/learning.py " + " ".join(sys.argv[1:])}
+    with open(os.path.join(RESULTS, "learning.jsonl"), "a") as f:
+        f.write(json.dumps(summary) + "\n")
+    print(f"{a.script} {a.env_id} {a.total_timesteps} steps, seeds {a.seeds}: "
+          f"last-100-episode return {summary['mean']} +- {summary['std']} (per seed {summary['last100_per_seed']})")
+
+
+if __name__ == "__main__":
+    main()

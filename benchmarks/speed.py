@@ -1,0 +1,66 @@
+"""Speed benchmark: steps per second (SPS) of a whole training run, and its ratio to the raw speed of
+stepping the same vectorised envs with random actions, measured in the same process around the run.
+
+    python benchmarks/speed.py --script ppo_clip --env-id Hopper-v4
+
+Raw stepping is timed before and after training and averaged, to bracket drift in machine speed. Nothing
+else should run on the machine meanwhile. The figures go to benchmarks/results/speed.jsonl.
+"""
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.learning import RESULTS, environment  # noqa: E402
+
+
+def raw_steps_per_second(mod, env_id: str, num_envs: int, steps: int, seed: int) -> float:
+    envs = mod.make_envs(env_id, num_envs)
+    envs.reset(seed=seed)
+    envs.action_space.seed(seed)
+    start = time.perf_counter()
+    for _ in range(steps // num_envs):
+        envs.step(envs.action_space.sample())
+    elapsed = time.perf_counter() - start
+    envs.close()
+    return (steps // num_envs) * num_envs / elapsed
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--script", default="ppo_clip")
+    p.add_argument("--env-id", default="Hopper-v4")
+    p.add_argument("--total-timesteps", type=int, default=204_800, help="100 iterations at Table 3's T")
+    p.add_argument("--raw-steps", type=int, default=50_000)
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args()
+
+    mod = importlib.import_module(a.script)
+    args = dataclasses.replace(mod.Args(), env_id=a.env_id, total_timesteps=a.total_timesteps, seed=a.seed,
+                               eval_episodes=0)
+    raw_before = raw_steps_per_second(mod, a.env_id, args.num_envs, a.raw_steps, a.seed)
+    os.chdir(tempfile.mkdtemp())  # the run's TensorBoard log is not a result
+    sps = mod.main(args)["sps"]
+    raw_after = raw_steps_per_second(mod, a.env_id, args.num_envs, a.raw_steps, a.seed)
+    raw = float(np.mean([raw_before, raw_after]))
+    result = {"script": a.script, "env_id": a.env_id, "num_envs": args.num_envs, "num_steps": args.num_steps,
+              "num_minibatches": args.num_minibatches, "update_epochs": args.update_epochs,
+              "total_timesteps": a.total_timesteps, "seed": a.seed, "train_sps": round(sps),
+              "raw_sps_before": round(raw_before), "raw_sps_after": round(raw_after),
+              "ratio": round(sps / raw, 3), "date": time.strftime("%Y-%m-%d %H:%M"), **environment(),
+              "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:])}
+    with open(os.path.join(RESULTS, "speed.jsonl"), "a") as f:
+        f.write(json.dumps(result) + "\n")
+    print(f"{a.script} {a.env_id}: training {sps:.0f} SPS, raw random-action stepping {raw:.0f} steps/s "
+          f"(before {raw_before:.0f}, after {raw_after:.0f}), ratio {sps / raw:.2f}")
+
+
+if __name__ == "__main__":
+    main()
