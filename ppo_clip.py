@@ -61,7 +61,9 @@ class Args:
     learning_rate: float = 3e-4
     """Adam stepsize; Table 3 uses 3e-4"""
     anneal_lr: bool = True
-    """anneal the stepsize linearly to 0, as the paper does on Atari (Table 5)"""
+    """anneal the stepsize linearly to 0 (Huang et al. 2022; the paper does on Atari, Table 5)"""
+    anneal_clip: bool = True
+    """anneal epsilon linearly to 0, as the paper's original MuJoCo code did (and Table 5 on Atari)"""
     gamma: float = 0.99
     """discount gamma; Table 3 uses 0.99"""
     gae_lambda: float = 0.95
@@ -304,8 +306,11 @@ def main(args: Args) -> dict:
     global_step, start_time = 0, time.time()
     next_raw_obs, _ = envs.reset(seed=args.seed)
     for iteration in range(1, num_iterations + 1):
-        if args.anneal_lr:
-            optimizer.param_groups[0]["lr"] = args.learning_rate * (1 - (iteration - 1) / num_iterations)
+        # Linear annealing from 1 to 0 over training (alpha in Table 5). The paper's original MuJoCo code
+        # (OpenAI baselines' ppo1, schedule="linear") annealed both the stepsize and epsilon this way.
+        alpha = 1 - (iteration - 1) / num_iterations
+        optimizer.param_groups[0]["lr"] = args.learning_rate * (alpha if args.anneal_lr else 1)
+        clip_coef = args.clip_coef * (alpha if args.anneal_clip else 1)
 
         # ---- Algorithm 1: run pi_old in N actors for T timesteps ----
         trunc_steps, trunc_obs = [], []  # (t, i) of time-limit ends, and their normalised final obs
@@ -363,7 +368,7 @@ def main(args: Args) -> dict:
                 mb_adv = s_adv[mb]
                 if args.norm_adv:
                     mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                pg_loss = clipped_surrogate_loss(new_logprob, s_logprobs[mb], mb_adv, args.clip_coef)
+                pg_loss = clipped_surrogate_loss(new_logprob, s_logprobs[mb], mb_adv, clip_coef)
                 v_loss = value_loss(new_value, s_returns[mb])
                 entropy_mean = entropy.mean()
                 loss = ppo_loss(pg_loss, v_loss, entropy_mean, args.vf_coef, args.ent_coef)
@@ -376,7 +381,7 @@ def main(args: Args) -> dict:
                 with torch.no_grad():
                     log_ratio = new_logprob - s_logprobs[mb]
                     approx_kl = (log_ratio.exp() - 1 - log_ratio).mean()  # unbiased KL[pi_old, pi] estimate
-                    clipfrac = ((log_ratio.exp() - 1).abs() > args.clip_coef).float().mean()
+                    clipfrac = ((log_ratio.exp() - 1).abs() > clip_coef).float().mean()
                     stats += torch.stack([pg_loss, v_loss, entropy_mean, approx_kl, clipfrac])
         # theta_old <- theta happens implicitly: the next rollout samples from the updated networks.
 
@@ -389,6 +394,7 @@ def main(args: Args) -> dict:
             writer.add_scalar(f"losses/{tag}", value, global_step)
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("charts/clip_coef", clip_coef, global_step)
         writer.add_scalar("charts/SPS", sps, global_step)
         if iteration % max(1, num_iterations // 20) == 0 or iteration == num_iterations:
             recent = f"{np.mean(recent_returns[-100:]):.1f}" if recent_returns else "n/a"

@@ -4,6 +4,7 @@
     python benchmarks/learning.py --script ppo_clip --env-id CartPole-v1 --total-timesteps 200000
     python benchmarks/learning.py --script ppo_clip --env-id Hopper-v4 --total-timesteps 1000000
 
+The script's final evaluation (deterministic policy, 10 episodes) is recorded beside the score.
 Seeds run as separate processes, `--jobs` at a time, each on one torch thread. Each run's learning curve
 goes to benchmarks/results/curves/, the summary to benchmarks/results/learning.jsonl (one line a run of
 this command), with the machine and package versions beside the figures.
@@ -28,15 +29,18 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 def environment() -> dict:
     """The machine and the versions a figure was measured with."""
-    return {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    return {"machine": f"{cpu}, {os.cpu_count()} cores, {platform.machine()}",
             "python": platform.python_version(),
             **{pkg: version(pkg) for pkg in ["torch", "gymnasium", "numpy", "mujoco", "ale-py"]}}
 
 
-def episode_returns(run_dir: str) -> np.ndarray:
+def logged(run_dir: str, tag: str) -> np.ndarray:
+    """(step, value) rows of one TensorBoard scalar."""
     acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     acc.Reload()
-    return np.array([(e.step, e.value) for e in acc.Scalars("charts/episodic_return")])
+    return np.array([(e.step, e.value) for e in acc.Scalars(tag)])
 
 
 def main() -> None:
@@ -64,16 +68,18 @@ def main() -> None:
     start = time.time()
     with ThreadPoolExecutor(a.jobs) as pool:
         run_dirs = list(pool.map(run, a.seeds))
-    scores = []
+    scores, evals = [], []
     os.makedirs(os.path.join(RESULTS, "curves"), exist_ok=True)
     for seed, run_dir in zip(a.seeds, run_dirs):
-        curve = episode_returns(run_dir)
+        curve = logged(run_dir, "charts/episodic_return")
         scores.append(float(curve[-100:, 1].mean()))
+        evals.append(float(logged(run_dir, "eval/episodic_return")[-1, 1]))
         np.savetxt(os.path.join(RESULTS, "curves", f"{a.script}_{a.env_id}_seed{seed}.csv"), curve,
                    delimiter=",", header="global_step,episodic_return", comments="", fmt=["%d", "%.2f"])
     summary = {"script": a.script, "env_id": a.env_id, "total_timesteps": a.total_timesteps, "seeds": a.seeds,
                "extra_flags": a.extra, "last100_per_seed": [round(s, 1) for s in scores],
                "mean": round(float(np.mean(scores)), 1), "std": round(float(np.std(scores)), 1),
+               "eval_mean_per_seed": [round(e, 1) for e in evals],
                "wall_s": round(time.time() - start), "date": time.strftime("%Y-%m-%d"), **environment(),
                "command": "python benchmarks/learning.py " + " ".join(sys.argv[1:])}
     with open(os.path.join(RESULTS, "learning.jsonl"), "a") as f:

@@ -1,0 +1,46 @@
+"""Print the markdown tables of README.md's Results from benchmarks/results/*.jsonl (the newest entry per
+script and env), so that every figure there traces to the command that measured it.
+
+    python benchmarks/report.py
+"""
+import json
+import os
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def newest(path: str, key) -> list:
+    if not os.path.exists(path):
+        return []
+    rows = {}
+    for line in open(path):
+        row = json.loads(line)
+        rows[key(row)] = row  # later lines replace earlier ones
+    return list(rows.values())
+
+
+def main() -> None:
+    learning = newest(os.path.join(RESULTS, "learning.jsonl"),
+                      lambda r: (r["script"], r["env_id"], r["total_timesteps"], r["extra_flags"]))
+    print("| script | env | steps | seeds | mean return, last 100 episodes (mean +- std over seeds) | per seed | command |")
+    print("|---|---|---|---|---|---|---|")
+    for r in learning:
+        print(f"| {r['script']} | {r['env_id']} | {r['total_timesteps']:,} | {', '.join(map(str, r['seeds']))} "
+              f"| {r['mean']} +- {r['std']} | {', '.join(map(str, r['last100_per_seed']))} | `{r['command']}` |")
+    speed = newest(os.path.join(RESULTS, "speed.jsonl"), lambda r: (r["script"], r["env_id"]))
+    print()
+    print("| script | env | N x T, minibatches x epochs | training SPS | raw random-action steps/s | ratio | command |")
+    print("|---|---|---|---|---|---|---|")
+    for r in speed:
+        raw = (r["raw_sps_before"] + r["raw_sps_after"]) / 2
+        print(f"| {r['script']} | {r['env_id']} | {r['num_envs']} x {r['num_steps']}, {r['num_minibatches']} x "
+              f"{r['update_epochs']} | {r['train_sps']} | {raw:.0f} | {r['ratio']} | `{r['command']}` |")
+    rows = learning + speed
+    if rows:
+        r = rows[-1]
+        print(f"\nMachine: {r['machine']}; Python {r['python']}, torch {r['torch']}, gymnasium {r['gymnasium']}, "
+              f"mujoco {r['mujoco']}, numpy {r['numpy']}; dates {', '.join(sorted({x['date'][:10] for x in rows}))}.")
+
+
+if __name__ == "__main__":
+    main()
