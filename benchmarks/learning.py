@@ -36,6 +36,12 @@ def environment() -> dict:
             **{pkg: version(pkg) for pkg in ["torch", "gymnasium", "numpy", "mujoco", "ale-py"]}}
 
 
+def curve_name(script: str, env_id: str, extra: str, seed: int) -> str:
+    """File name of one run's learning curve; extra flags, if any, become part of it."""
+    flags = "_".join(f.lstrip("-") for f in extra.split())
+    return f"{script}_{env_id}{'_' + flags if flags else ''}_seed{seed}.csv"
+
+
 def logged(run_dir: str, tag: str) -> np.ndarray:
     """(step, value) rows of one TensorBoard scalar."""
     acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
@@ -74,7 +80,7 @@ def main() -> None:
         curve = logged(run_dir, "charts/episodic_return")
         scores.append(float(curve[-100:, 1].mean()))
         evals.append(float(logged(run_dir, "eval/episodic_return")[-1, 1]))
-        np.savetxt(os.path.join(RESULTS, "curves", f"{a.script}_{a.env_id}_seed{seed}.csv"), curve,
+        np.savetxt(os.path.join(RESULTS, "curves", curve_name(a.script, a.env_id, a.extra, seed)), curve,
                    delimiter=",", header="global_step,episodic_return", comments="", fmt=["%d", "%.2f"])
     summary = {"script": a.script, "env_id": a.env_id, "total_timesteps": a.total_timesteps, "seeds": a.seeds,
                "extra_flags": a.extra, "last100_per_seed": [round(s, 1) for s in scores],

@@ -2,14 +2,22 @@
 the last 100 episodes against env steps, with the range over seeds shaded.
 
     pip install -r benchmarks/requirements.txt
-    python benchmarks/plot.py --runs ppo_clip:CartPole-v1 ppo_clip:Hopper-v4 --out benchmarks/results/ppo_clip.png
+    python benchmarks/plot.py --runs ppo_clip:CartPole-v1 ppo_clip:Hopper-v4 \
+        "ppo_clip:Hopper-v4:--no-anneal-clip" --out benchmarks/results/ppo_clip.png
+
+Each run is script:env_id[:extra flags], as given to benchmarks/learning.py.
 """
 import argparse
 import glob
 import os
 
+import sys
+
 import matplotlib
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.learning import curve_name  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -26,22 +34,23 @@ def smoothed(curve: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", nargs="+", required=True, help="script:env_id pairs; one panel per env")
+    p.add_argument("--runs", nargs="+", required=True, help="script:env_id[:extra flags]; one panel per env")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     envs = list(dict.fromkeys(r.split(":")[1] for r in a.runs))
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.6), squeeze=False)
     for run in a.runs:
-        script, env_id = run.split(":")
-        files = sorted(glob.glob(os.path.join(RESULTS, "curves", f"{script}_{env_id}_seed*.csv")))
+        script, env_id, extra = (run.split(":", 2) + [""])[:3]
+        files = sorted(glob.glob(os.path.join(RESULTS, "curves", curve_name(script, env_id, extra, "*"))))
         curves = [np.loadtxt(f, delimiter=",", skiprows=1, ndmin=2) for f in files]
-        grid = np.linspace(0, max(c[-1, 0] for c in curves), 200)
+        grid = np.linspace(max(c[0, 0] for c in curves), max(c[-1, 0] for c in curves), 200)
         ys = np.array([smoothed(c, grid) for c in curves])
         ax = axes[0, envs.index(env_id)]
-        ax.plot(grid, np.nanmean(ys, 0), label=f"{script} ({len(curves)} seeds)")
+        ax.plot(grid, np.nanmean(ys, 0), label=f"{script} {extra} ({len(curves)} seeds)".replace("  ", " "))
         ax.fill_between(grid, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
         ax.set_title(env_id)
         ax.set_xlabel("env steps")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         ax.set_ylabel("mean return, last 100 episodes")
         ax.legend(loc="lower right")
     fig.tight_layout()
