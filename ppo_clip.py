@@ -39,7 +39,7 @@ class Args:
     seed: int = 1
     """seed of python, numpy, torch and the envs"""
     torch_deterministic: bool = True
-    """use deterministic torch algorithms"""
+    """set cudnn.deterministic for GPU runs (CleanRL's flag); a CPU run is deterministic either way"""
     threads: int = 1
     """torch CPU threads; one is fastest for 64-unit networks (not in the paper)"""
     capture_video: bool = False

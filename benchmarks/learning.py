@@ -3,6 +3,7 @@
 
     python benchmarks/learning.py --script ppo_clip --env-id CartPole-v1 --total-timesteps 200000
     python benchmarks/learning.py --script ppo_clip --env-id Hopper-v4 --total-timesteps 1000000
+    python benchmarks/learning.py --env-id Hopper-v4 --total-timesteps 1000000 --extra=--no-anneal-clip
 
 The script's final evaluation (deterministic policy, 10 episodes) is recorded beside the score.
 Seeds run as separate processes, `--jobs` at a time, each on one torch thread. Each run's learning curve
@@ -56,7 +57,7 @@ def main() -> None:
     p.add_argument("--total-timesteps", type=int, default=200_000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--jobs", type=int, default=2, help="runs at once; this machine has 2 cores")
-    p.add_argument("--extra", default="", help="more flags for the script, as one string")
+    p.add_argument("--extra", default="", help="more flags for the script, one string: --extra='--a 1 --b'")
     a = p.parse_args()
 
     tag = f"bench{int(time.time())}"

@@ -22,11 +22,14 @@ def newest(path: str, key) -> list:
 def main() -> None:
     learning = newest(os.path.join(RESULTS, "learning.jsonl"),
                       lambda r: (r["script"], r["env_id"], r["total_timesteps"], r["extra_flags"]))
-    print("| script | env | steps | seeds | mean return, last 100 episodes (mean +- std over seeds) | per seed | command |")
-    print("|---|---|---|---|---|---|---|")
+    print("| script | flags | env | steps | seeds | mean return of the last 100 training episodes, mean +- std over "
+          "seeds | per seed | deterministic policy, per seed | command |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in learning:
-        print(f"| {r['script']} | {r['env_id']} | {r['total_timesteps']:,} | {', '.join(map(str, r['seeds']))} "
-              f"| {r['mean']} +- {r['std']} | {', '.join(map(str, r['last100_per_seed']))} | `{r['command']}` |")
+        print(f"| {r['script']} | {r['extra_flags'] or 'defaults'} | {r['env_id']} | {r['total_timesteps']:,} "
+              f"| {', '.join(map(str, r['seeds']))} | {r['mean']} +- {r['std']} "
+              f"| {', '.join(map(str, r['last100_per_seed']))} | {', '.join(map(str, r.get('eval_mean_per_seed', [])))} "
+              f"| `{r['command']}` |")
     speed = newest(os.path.join(RESULTS, "speed.jsonl"), lambda r: (r["script"], r["env_id"]))
     print()
     print("| script | env | N x T, minibatches x epochs | training SPS | raw random-action steps/s | ratio | command |")
