@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -88,7 +89,7 @@ def main() -> None:
                "mean": round(float(np.mean(scores)), 1), "std": round(float(np.std(scores)), 1),
                "eval_mean_per_seed": [round(e, 1) for e in evals],
                "wall_s": round(time.time() - start), "date": time.strftime("%Y-%m-%d"), **environment(),
-               "command": "python benchmarks/learning.py " + " ".join(sys.argv[1:])}
+               "command": "python benchmarks/learning.py " + shlex.join(sys.argv[1:])}
     with open(os.path.join(RESULTS, "learning.jsonl"), "a") as f:
         f.write(json.dumps(summary) + "\n")
     print(f"{a.script} {a.env_id} {a.total_timesteps} steps, seeds {a.seeds}: "

@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -55,7 +56,7 @@ def main() -> None:
               "total_timesteps": a.total_timesteps, "seed": a.seed, "train_sps": round(sps),
               "raw_sps_before": round(raw_before), "raw_sps_after": round(raw_after),
               "ratio": round(sps / raw, 3), "date": time.strftime("%Y-%m-%d %H:%M"), **environment(),
-              "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:])}
+              "command": "python benchmarks/speed.py " + shlex.join(sys.argv[1:])}
     with open(os.path.join(RESULTS, "speed.jsonl"), "a") as f:
         f.write(json.dumps(result) + "\n")
     print(f"{a.script} {a.env_id}: training {sps:.0f} SPS, raw random-action stepping {raw:.0f} steps/s "
