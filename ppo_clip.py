@@ -420,6 +420,8 @@ def main(args: Args) -> dict:
 def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, seed: int) -> list:
     """Returns of whole episodes with the deterministic policy (the Gaussian mean or the likeliest action)
     and the observation statistics frozen as training left them."""
+    if episodes == 0:
+        return []
     env = make_envs(env_id, 1)
     returns = []
     obs, _ = env.reset(seed=seed)

@@ -38,6 +38,14 @@ def environment() -> dict:
             **{pkg: version(pkg) for pkg in ["torch", "gymnasium", "numpy", "mujoco", "ale-py"]}}
 
 
+def record(filename: str, row: dict) -> None:
+    """Append one measurement, with the machine, the versions and the command that made it, to results/."""
+    script = os.path.basename(sys.argv[0])
+    row = {**row, **environment(), "command": f"python benchmarks/{script} " + shlex.join(sys.argv[1:])}
+    with open(os.path.join(RESULTS, filename), "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def curve_name(script: str, env_id: str, extra: str, seed: int) -> str:
     """File name of one run's learning curve; extra flags, if any, become part of it."""
     flags = "_".join(f.lstrip("-") for f in extra.split())
@@ -88,10 +96,8 @@ def main() -> None:
                "extra_flags": a.extra, "last100_per_seed": [round(s, 1) for s in scores],
                "mean": round(float(np.mean(scores)), 1), "std": round(float(np.std(scores)), 1),
                "eval_mean_per_seed": [round(e, 1) for e in evals],
-               "wall_s": round(time.time() - start), "date": time.strftime("%Y-%m-%d"), **environment(),
-               "command": "python benchmarks/learning.py " + shlex.join(sys.argv[1:])}
-    with open(os.path.join(RESULTS, "learning.jsonl"), "a") as f:
-        f.write(json.dumps(summary) + "\n")
+               "wall_s": round(time.time() - start), "date": time.strftime("%Y-%m-%d")}
+    record("learning.jsonl", summary)
     print(f"{a.script} {a.env_id} {a.total_timesteps} steps, seeds {a.seeds}: "
           f"last-100-episode return {summary['mean']} +- {summary['std']} (per seed {summary['last100_per_seed']})")
 

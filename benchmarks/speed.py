@@ -9,9 +9,7 @@ else should run on the machine meanwhile. The figures go to benchmarks/results/s
 import argparse
 import dataclasses
 import importlib
-import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -19,7 +17,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.learning import RESULTS, environment  # noqa: E402
+from benchmarks.learning import record  # noqa: E402
 
 
 def raw_steps_per_second(mod, env_id: str, num_envs: int, steps: int, seed: int) -> float:
@@ -55,10 +53,8 @@ def main() -> None:
               "num_minibatches": args.num_minibatches, "update_epochs": args.update_epochs,
               "total_timesteps": a.total_timesteps, "seed": a.seed, "train_sps": round(sps),
               "raw_sps_before": round(raw_before), "raw_sps_after": round(raw_after),
-              "ratio": round(sps / raw, 3), "date": time.strftime("%Y-%m-%d %H:%M"), **environment(),
-              "command": "python benchmarks/speed.py " + shlex.join(sys.argv[1:])}
-    with open(os.path.join(RESULTS, "speed.jsonl"), "a") as f:
-        f.write(json.dumps(result) + "\n")
+              "ratio": round(sps / raw, 3), "date": time.strftime("%Y-%m-%d %H:%M")}
+    record("speed.jsonl", result)
     print(f"{a.script} {a.env_id}: training {sps:.0f} SPS, raw random-action stepping {raw:.0f} steps/s "
           f"(before {raw_before:.0f}, after {raw_after:.0f}), ratio {sps / raw:.2f}")
 
