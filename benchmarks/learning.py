@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import platform
+import resource
 import shlex
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def main() -> None:
                "extra_flags": a.extra, "last100_per_seed": [round(s, 1) for s in scores],
                "mean": round(float(np.mean(scores)), 1), "std": round(float(np.std(scores)), 1),
                "eval_mean_per_seed": [round(e, 1) for e in evals],
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),  # largest run
                "wall_s": round(time.time() - start), "date": time.strftime("%Y-%m-%d")}
     record("learning.jsonl", summary)
     print(f"{a.script} {a.env_id} {a.total_timesteps} steps, seeds {a.seeds}: "
