@@ -457,7 +457,7 @@ def main(args: Args) -> dict:
         print(f"eval: {np.mean(eval_returns):.1f} +- {np.std(eval_returns):.1f} over {len(eval_returns)} episodes")
     writer.close()
     return {"sps": global_step / train_time, "global_step": global_step, "episode_returns": recent_returns,
-            "eval_returns": eval_returns, "run_name": run_name}
+            "eval_returns": eval_returns, "run_name": run_name, "agent": agent, "obs_rms": obs_rms}
 
 
 # ---- Evaluation ---------------------------------------------------------------------------------

@@ -23,9 +23,21 @@ class ConstantEnv(gym.Env):
         return np.ones(1), 1.0, self.episode % 2 == 1 and self.t == 2, False, {}
 
 
+class ConstantBoxEnv(ConstantEnv):
+    """ConstantEnv with a Box action space in [-0.1, 0.1]; it keeps every action it is given in `received`."""
+
+    action_space = gym.spaces.Box(-0.1, 0.1, (1,), np.float32)
+    received = []
+
+    def step(self, action):
+        ConstantBoxEnv.received.append(np.array(action))
+        return super().step(action)
+
+
 class MultiDiscreteEnv(ConstantEnv):
     action_space = gym.spaces.MultiDiscrete([2, 2])
 
 
 gym.register("Constant-v0", entry_point=ConstantEnv, max_episode_steps=3)
+gym.register("ConstantBox-v0", entry_point=ConstantBoxEnv, max_episode_steps=3)
 gym.register("MultiDiscrete-v0", entry_point=MultiDiscreteEnv, max_episode_steps=3)

@@ -9,7 +9,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import tests.envs  # noqa: F401  registers the tiny envs in this process
-from tests.conftest import SCRIPTS, load, run_script
+from tests.conftest import SCRIPTS, load, run_script, scripts_with
 
 NAMES = list(SCRIPTS)
 TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
@@ -74,7 +74,8 @@ def test_same_seed_same_run(name, tmp_path, monkeypatch):
 def test_truncation_bootstraps_and_termination_does_not(name, tmp_path, monkeypatch):
     """On Constant-v0 (reward 1 per step, the observation never changes) episodes alternate: cut by the
     3-step time limit at steps 2, 7, 12, ...; terminated at steps 4, 9, 14, .... The reward seen by GAE
-    at a truncated step is 1 + gamma V(final_obs), and V(final_obs) is the V of every step."""
+    at a truncated step is r + gamma V(final_obs), and V(final_obs) is the V of every step. r is 1, or for a
+    script that scales rewards, one scaled value shared by the whole rollout."""
     monkeypatch.chdir(tmp_path)
     mod, seen = load(name), []
     real_gae = mod.compute_gae
@@ -84,15 +85,17 @@ def test_truncation_bootstraps_and_termination_does_not(name, tmp_path, monkeypa
         return real_gae(rewards, values, dones, last_value, gamma, gae_lambda)
 
     monkeypatch.setattr(mod, "compute_gae", spy)
-    mod.main(tiny_args(name, env_id="Constant-v0", num_envs=1, num_steps=15, num_minibatches=1,
+    mod.main(tiny_args(name, env_id=SCRIPTS[name]["constant_env"], num_envs=1, num_steps=15, num_minibatches=1,
                        total_timesteps=15, gamma=0.9))
     rewards, values, dones, gamma = seen[0]
+    r = rewards[0, 0].item()
+    assert r == 1.0 if not hasattr(mod, "RewardScaler") else r > 0
     v = values[0, 0].item()
     assert abs(v) > 1e-3 and torch.allclose(values, torch.full_like(values, v), atol=1e-6)
     truncated, terminated = [2, 7, 12], [4, 9, 14]
     assert torch.nonzero(dones[:, 0]).flatten().tolist() == sorted(truncated + terminated)
     for t in range(15):
-        expected = 1 + gamma * v if t in truncated else 1.0
+        expected = r + gamma * v if t in truncated else r
         assert rewards[t, 0].item() == pytest.approx(expected, abs=1e-6), t
 
 
@@ -113,6 +116,28 @@ def test_ratio_is_one_on_the_first_minibatch(name, tmp_path, monkeypatch):
         mod.main(tiny_args(name, env_id=env_id, num_steps=64, total_timesteps=128))
         assert torch.equal(calls[0], torch.ones_like(calls[0])), env_id
         assert not torch.equal(calls[1], torch.ones_like(calls[1]))  # and the update did move the policy
+
+
+@pytest.mark.parametrize("name", scripts_with("gaussian_logprob_entropy"))
+def test_env_gets_the_clipped_action_and_the_batch_keeps_the_sample(name, tmp_path, monkeypatch):
+    """ConstantBox-v0 accepts actions in [-0.1, 0.1] and the first Gaussian has std 1: nearly every sample
+    lies outside, the env must see it clipped, and the log-prob must score the unclipped sample."""
+    monkeypatch.chdir(tmp_path)
+    mod, scored = load(name), []
+    real = mod.gaussian_logprob_entropy
+
+    def spy(mean, log_std, action):
+        scored.append(action.detach().clone())
+        return real(mean, log_std, action)
+
+    monkeypatch.setattr(mod, "gaussian_logprob_entropy", spy)
+    tests.envs.ConstantBoxEnv.received.clear()
+    mod.main(tiny_args(name, env_id="ConstantBox-v0", num_envs=1, num_steps=64, num_minibatches=1,
+                       total_timesteps=64, update_epochs=1))
+    sampled = scored[0].numpy()[:, 0]  # pi_old's log-probs of the whole batch, in step order
+    received = np.array(tests.envs.ConstantBoxEnv.received)[:64, 0]
+    assert len(sampled) == 64 and np.mean(np.abs(sampled) > 0.1) > 0.8
+    np.testing.assert_array_equal(received, np.clip(sampled, -0.1, 0.1))
 
 
 BAD_INPUT = [
