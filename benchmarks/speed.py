@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -53,7 +54,9 @@ def main() -> None:
               "num_minibatches": args.num_minibatches, "update_epochs": args.update_epochs,
               "total_timesteps": a.total_timesteps, "seed": a.seed, "train_sps": round(sps),
               "raw_sps_before": round(raw_before), "raw_sps_after": round(raw_after),
-              "ratio": round(sps / raw, 3), "date": time.strftime("%Y-%m-%d %H:%M")}
+              "ratio": round(sps / raw, 3),
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # KiB on Linux
+              "date": time.strftime("%Y-%m-%d %H:%M")}
     record("speed.jsonl", result)
     print(f"{a.script} {a.env_id}: training {sps:.0f} SPS, raw random-action stepping {raw:.0f} steps/s "
           f"(before {raw_before:.0f}, after {raw_after:.0f}), ratio {sps / raw:.2f}")
