@@ -49,9 +49,13 @@ class Args:
     torch_deterministic: bool = True
     """set cudnn.deterministic for GPU runs (CleanRL's flag); a CPU run is deterministic either way"""
     threads: int = 1
-    """torch CPU threads (not in the paper)"""
+    """torch CPU threads (not in the paper); 1 suits a shared machine, and whether 2 is faster on an idle
+    2-core one is for benchmarks/speed.py to measure"""
     async_envs: bool = False
-    """step the N games in N subprocesses instead of one loop in this process (not in the paper)"""
+    """step the N games in N subprocesses (gymnasium's AsyncVectorEnv) instead of in a loop in this process.
+    Sync is the default: in alternating 3072-step runs on this 2-core machine, shared with other jobs,
+    the two were within noise (sync 110 and 124 SPS, async 107 and 131), and sync is one process, simpler
+    to debug and lighter in memory. On an idle machine async may gain by stepping on the second core."""
     capture_video: bool = False
     """record videos of env 0's game screen to videos/ (needs moviepy)"""
     save_model: bool = False
@@ -179,7 +183,10 @@ def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name:
     fns = [lambda i=i: make_env(env_id, f"videos/{run_name}" if capture_video and i == 0 else None)
            for i in range(num_envs)]
     vector = gym.vector.AsyncVectorEnv if async_envs else gym.vector.SyncVectorEnv
-    return vector(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    try:
+        return vector(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    except gym.error.DependencyNotInstalled as e:
+        sys.exit(f"error: {env_id} needs a missing dependency: {str(e).splitlines()[0]}")
 
 
 # ---- Network ----------------------------------------------------------------------------------
