@@ -161,6 +161,19 @@ def test_cnn_shapes_and_pixels_scaled_once():
     torch.testing.assert_close(ortho @ ortho.T, 2 * torch.eye(32), atol=1e-5, rtol=0)
 
 
+def test_bf16_trunk_stays_close_to_float32():
+    torch.manual_seed(1)
+    agent = mod.Agent(4)
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    logits, value = agent(obs)
+    agent.bf16 = True
+    logits16, value16 = agent(obs)
+    assert logits16.dtype == value16.dtype == torch.float32  # heads and loss stay in float32
+    assert not torch.equal(value16, value)  # the trunk did run in bfloat16
+    torch.testing.assert_close(value16, value, rtol=0.03, atol=0.03)
+    torch.testing.assert_close(logits16, logits, rtol=0.03, atol=1e-3)
+
+
 def test_stepsize_and_epsilon_both_follow_alpha(tmp_path, monkeypatch):
     args = mod.Args()
     for alpha in [1.0, 0.75, 0.1]:
@@ -207,7 +220,7 @@ def test_truncation_bootstraps_and_a_lost_life_does_not(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mod, "compute_gae", spy_gae)
     monkeypatch.setattr(mod, "make_envs", lambda *a, **k: Spy(real_make_envs(*a, **k)))
-    monkeypatch.setattr(mod, "Agent", lambda n: agents.append(real_agent(n)) or agents[-1])
+    monkeypatch.setattr(mod, "Agent", lambda *a: agents.append(real_agent(*a)) or agents[-1])
     mod.main(dataclasses.replace(mod.Args(), env_id="tests/BreakoutShort-v4", num_envs=2, num_steps=256,
                                  num_minibatches=2, update_epochs=1, total_timesteps=512, eval_episodes=0,
                                  gamma=0.9))
