@@ -26,7 +26,7 @@ SCRIPTS = {
         "table": dict(num_envs=8, num_steps=128, learning_rate=2.5e-4, update_epochs=3, minibatch_size=256,
                       gamma=0.99, gae_lambda=0.95, clip_coef=0.1, vf_coef=1.0, ent_coef=0.01,
                       total_timesteps=10_000_000),
-        # Shared tests that do not apply, and why; tests/test_atari.py checks the Atari counterpart of each.
+        # Shared tests that do not apply, and why; tests/test_atari.py has an Atari counterpart of each.
         "not_applicable": {
             "test_policy_and_value_share_no_parameters": "Table 5 shares the CNN trunk between the two heads",
             "test_numpy_acting_matches_the_torch_policy": "the CNN acts in torch",

@@ -157,6 +157,17 @@ def test_cnn_shapes_and_pixels_scaled_once():
                                rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(value.double(), F.linear(h, agent.critic.weight.double(),
                                                         agent.critic.bias.double()).squeeze(-1), rtol=1e-5, atol=1e-6)
+    # one trunk for both heads (Table 5): each head's loss reaches the first convolution
+    for head in range(2):
+        agent.zero_grad()
+        agent(obs)[head].sum().backward()
+        assert agent.conv1.weight.grad.abs().sum() > 0
+    # act() returns pi's log-prob of the action it took and V, as the loss would compute them
+    with torch.no_grad():
+        action, logprob, v = agent.act(obs)
+        ref_logprob, _ = mod.categorical_logprob_entropy(agent(obs)[0], action)
+    torch.testing.assert_close(logprob, ref_logprob)
+    torch.testing.assert_close(v, value.detach())
     ortho = agent.conv1.weight.flatten(1)  # orthogonal init: rows orthogonal, of norm sqrt(2)
     torch.testing.assert_close(ortho @ ortho.T, 2 * torch.eye(32), atol=1e-5, rtol=0)
 
@@ -225,6 +236,22 @@ def test_truncation_bootstraps_and_a_lost_life_does_not(tmp_path, monkeypatch):
                                  num_minibatches=2, update_epochs=1, total_timesteps=512, eval_episodes=0,
                                  gamma=0.9))
     assert kinds == {"truncated", "terminated", "running"}
+
+
+def test_ratio_is_one_up_to_rounding_on_the_first_minibatch(tmp_path, monkeypatch):
+    """r_t(theta_old) = 1 (eq. 6). pi_old's log-probs come from the acting batch, whose conv kernels round
+    differently from a minibatch's, so the ratio is 1 within float rounding rather than exactly."""
+    monkeypatch.chdir(tmp_path)
+    calls, real_loss = [], mod.clipped_surrogate_loss
+
+    def spy(new_logprob, old_logprob, advantages, clip_coef):
+        calls.append(torch.exp(new_logprob - old_logprob).detach().clone())
+        return real_loss(new_logprob, old_logprob, advantages, clip_coef)
+
+    monkeypatch.setattr(mod, "clipped_surrogate_loss", spy)
+    mod.main(dataclasses.replace(mod.Args(), **{**SCRIPTS["ppo_atari"]["tiny"], "num_envs": 2}))
+    torch.testing.assert_close(calls[0], torch.ones_like(calls[0]), rtol=0, atol=1e-5)
+    assert (calls[1] - 1).abs().max() > 1e-4  # and the first update did move the policy
 
 
 def test_short_breakout_run_end_to_end(tmp_path, monkeypatch):
