@@ -49,17 +49,13 @@ class Args:
     torch_deterministic: bool = True
     """set cudnn.deterministic for GPU runs (CleanRL's flag); a CPU run is deterministic either way"""
     threads: int = 1
-    """torch CPU threads (not in the paper); 1 suits a shared machine, and whether 2 is faster on an idle
-    2-core one is for benchmarks/speed.py to measure"""
+    """torch CPU threads (not in the paper); 1 suits a shared machine; 2 is yet to be timed on an idle one"""
     bf16: bool = False
-    """run the CNN trunk in bfloat16 (torch.autocast; about twice as fast on CPUs with AMX, as here), the
-    heads and the loss in float32. It changes the arithmetic and is not verified for learning, so it is
-    off by default (not in the paper)"""
+    """run the CNN trunk in bfloat16 (autocast; faster on CPUs with AMX, as here), heads and loss in float32;
+    off by default: it changes the arithmetic and is not verified for learning (not in the paper)"""
     async_envs: bool = False
-    """step the N games in N subprocesses (gymnasium's AsyncVectorEnv) instead of in a loop in this process.
-    Sync is the default: in alternating 3072-step runs on this 2-core machine, shared with other jobs,
-    the two were within noise (sync 110 and 124 SPS, async 107 and 131), and sync is one process, simpler
-    to debug and lighter in memory. On an idle machine async may gain by stepping on the second core."""
+    """step the N games in subprocesses (AsyncVectorEnv). Off: in alternating 3072-step runs on this shared
+    2-core machine the two were within noise (sync 110, 124 SPS; async 107, 131), and sync is one process"""
     capture_video: bool = False
     """record videos of env 0's game screen to videos/ (needs moviepy)"""
     save_model: bool = False
