@@ -29,7 +29,34 @@ SCRIPTS = {
                       gae_lambda=0.95, clip_coef=0.2, ent_coef=0.0, total_timesteps=1_000_000),
         "constant_env": "ConstantBox-v0",
     },
+    "ppo_atari": {
+        "envs": ["BreakoutNoFrameskip-v4"],
+        "tiny": dict(num_envs=1, num_steps=64, num_minibatches=2, update_epochs=2, total_timesteps=128,
+                     eval_episodes=0),
+        "table": dict(num_envs=8, num_steps=128, learning_rate=2.5e-4, update_epochs=3, minibatch_size=256,
+                      gamma=0.99, gae_lambda=0.95, clip_coef=0.1, vf_coef=1.0, ent_coef=0.01,
+                      total_timesteps=10_000_000),
+        # Shared tests that do not apply, and why; tests/test_atari.py has an Atari counterpart of each.
+        "not_applicable": {
+            "test_policy_and_value_share_no_parameters": "Table 5 shares the CNN trunk between the two heads",
+            "test_numpy_acting_matches_the_torch_policy": "the CNN acts in torch",
+            "test_truncation_bootstraps_and_termination_does_not": "Constant-v0 is not an Atari game",
+            "test_ratio_is_one_on_the_first_minibatch": "pi_old's log-probs come from the acting batch, whose "
+                                                        "conv kernels round differently (about 1e-8)",
+            "MultiDiscrete action space": "any env that is not an ALE game is refused as such",
+        },
+    },
 }
+
+
+@pytest.fixture(autouse=True)
+def _skip_not_applicable(request):
+    """Skip a shared test, or one of its parameter ids, that SCRIPTS marks as not applicable to a script."""
+    callspec = getattr(request.node, "callspec", None)
+    name = callspec.params.get("name") if callspec else None
+    for key, reason in SCRIPTS.get(name, {}).get("not_applicable", {}).items():
+        if key == request.node.originalname or key in callspec.id:
+            pytest.skip(f"{name}: {reason}")
 
 
 def load(name):

@@ -1,0 +1,447 @@
+"""PPO-Clip on Atari: Schulman et al., "Proximal Policy Optimization Algorithms", 2017 (arXiv 1707.06347).
+
+Algorithm 1 with the clipped surrogate of eq. (7), the combined objective of eq. (9) and the truncated
+GAE advantages of eq. (11)-(12), with the paper's Atari settings (Table 5): 8 actors, T = 128, K = 3,
+minibatch 256, stepsize 2.5e-4 * alpha and eps = 0.1 * alpha with alpha annealed from 1 to 0, and the
+Nature CNN shared by the policy and value heads. Any ALE game; other envs belong to ppo_clip.py.
+
+    python ppo_atari.py                                   # BreakoutNoFrameskip-v4, 10M steps
+    python ppo_atari.py --env-id ALE/Pong-v5 --total-timesteps 1000000
+    python ppo_atari.py --help                            # every hyperparameter
+    tensorboard --logdir runs
+
+What differs from ppo_clip.py: the Atari wrappers, the CNN, uint8 observation storage, acting in torch,
+and pi_old's log-probs and values kept from the acting forward pass instead of recomputed.
+
+Conventions, written once:
+- Step t of env i yields `terminated[t, i]` (a true end: the value after it is 0) and `truncated[t, i]`
+  (a time limit: V(final_obs) is bootstrapped into the reward). A lost life counts as `terminated`
+  for training (episodic life), although the game goes on. Both set `dones[t, i] = 1`.
+- The reported episodic return is the game's score: all lives, rewards unclipped.
+- The paper maximises L; torch minimises, so every `*_loss` below returns -L.
+"""
+import importlib.util
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+gym.register_envs(ale_py)
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of this experiment, part of the run directory"""
+    env_id: str = "BreakoutNoFrameskip-v4"
+    """an ALE game: `<Game>NoFrameskip-v4` as in the paper, or `ALE/<Game>-v5` (sticky actions)"""
+    seed: int = 1
+    """seed of python, numpy, torch and the envs"""
+    torch_deterministic: bool = True
+    """set cudnn.deterministic for GPU runs (CleanRL's flag); a CPU run is deterministic either way"""
+    threads: int = 1
+    """torch CPU threads (not in the paper); 1 suits a shared machine; 2 is yet to be timed on an idle one"""
+    bf16: bool = False
+    """run the CNN trunk in bfloat16 (autocast; faster on CPUs with AMX, as here), heads and loss in float32;
+    off by default: it changes the arithmetic and is not verified for learning (not in the paper)"""
+    async_envs: bool = False
+    """step the N games in subprocesses (AsyncVectorEnv). Off: in alternating 3072-step runs on this shared
+    2-core machine the two were within noise (sync 110, 124 SPS; async 107, 131), and sync is one process"""
+    capture_video: bool = False
+    """record videos of env 0's game screen to videos/ (needs moviepy)"""
+    save_model: bool = False
+    """save the network to runs/<run>/"""
+    eval_episodes: int = 10
+    """whole games played by the trained policy after training (0 skips; not in the paper)"""
+    total_timesteps: int = 10_000_000
+    """total env steps (each 4 frames); Table 5 uses 10M = 40M frames"""
+    num_envs: int = 8
+    """N in Algorithm 1, parallel actors; Table 5 uses 8"""
+    num_steps: int = 128
+    """T in Algorithm 1, steps per actor per iteration; Table 5 uses 128"""
+    update_epochs: int = 3
+    """K in Algorithm 1, epochs over each batch; Table 5 uses 3"""
+    num_minibatches: int = 4
+    """minibatches per epoch, so M = N*T / 4 = 256 as in Table 5 (32 * 8)"""
+    learning_rate: float = 2.5e-4
+    """Adam stepsize at alpha = 1; Table 5 uses 2.5e-4 * alpha"""
+    anneal_lr: bool = True
+    """anneal the stepsize with alpha, linearly from 1 to 0 (Table 5)"""
+    anneal_clip: bool = True
+    """anneal epsilon with alpha, linearly from 1 to 0 (Table 5)"""
+    gamma: float = 0.99
+    """discount gamma; Table 5 uses 0.99"""
+    gae_lambda: float = 0.95
+    """GAE lambda of eq. (11); Table 5 uses 0.95"""
+    clip_coef: float = 0.1
+    """epsilon of eq. (7) at alpha = 1; Table 5 uses 0.1 * alpha"""
+    ent_coef: float = 0.01
+    """c2 of eq. (9), the entropy bonus; Table 5 uses 0.01"""
+    vf_coef: float = 1.0
+    """c1 of eq. (9), the value loss weight; Table 5 uses 1"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip (Huang et al. 2022; not in the paper)"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch (Huang et al. 2022; not in the paper)"""
+
+
+def check_args(args: Args) -> int:
+    """Refuse bad input before any training; return the minibatch size M."""
+    positive = ["total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
+                "learning_rate", "clip_coef", "max_grad_norm", "threads"]
+    for name in positive:
+        if not getattr(args, name) > 0:
+            sys.exit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ["ent_coef", "vf_coef", "eval_episodes"]:
+        if getattr(args, name) < 0:
+            sys.exit(f"error: --{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    for name in ["gamma", "gae_lambda"]:
+        if not 0 <= getattr(args, name) <= 1:
+            sys.exit(f"error: --{name.replace('_', '-')} must lie in [0, 1], got {getattr(args, name)}")
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches:
+        sys.exit(f"error: the batch N*T = {batch_size} does not divide into {args.num_minibatches} minibatches")
+    if args.total_timesteps < batch_size:
+        sys.exit(f"error: --total-timesteps {args.total_timesteps} is less than one batch N*T = {batch_size}")
+    if args.capture_video and importlib.util.find_spec("moviepy") is None:
+        sys.exit("error: --capture-video needs moviepy: pip install moviepy")
+    return batch_size // args.num_minibatches
+
+
+# ---- Environments -----------------------------------------------------------------------------
+class EpisodicLifeFireReset(gym.Wrapper):
+    """The two Atari details gymnasium has no wrapper for (Mnih et al. 2015; Huang et al. 2022).
+
+    Episodic life: a lost life returns terminated=True, so no value flows back across it, but reset()
+    then goes on with the same game instead of starting a new one (AtariPreprocessing's
+    terminal_on_life_loss would end the game itself). Fire on reset: games that wait for FIRE to serve
+    get it after every reset and every lost life, so no policy stalls before its first move."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        meanings = env.unwrapped.get_action_meanings()
+        self.fire = len(meanings) >= 3 and meanings[1] == "FIRE"
+        self.lives, self.game_over = 0, True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        life_lost = 0 < lives < self.lives
+        self.lives = lives
+        return obs, reward, terminated or life_lost, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        if self.game_over or seed is not None:
+            obs, info = self.env.reset(seed=seed, options=options)  # a new game, with AtariPreprocessing's no-ops
+        if self.fire or not self.game_over:  # serve, or after a lost life without FIRE a no-op to move on
+            obs, _, terminated, truncated, info = self.env.step(1 if self.fire else 0)
+            if terminated or truncated:
+                obs, info = self.env.reset(options=options)
+        self.lives, self.game_over = self.env.unwrapped.ale.lives(), False
+        return obs, info
+
+
+def make_env(env_id: str, video_dir: str | None = None) -> gym.Env:
+    """One game, wrapped as in the paper (Mnih et al. 2015's preprocessing): observations (4, 84, 84) uint8."""
+    # frameskip=1: AtariPreprocessing skips. obs_type="grayscale": a third of the bytes of the RGB frame,
+    # which AtariPreprocessing never reads (it asks the emulator for its screen itself).
+    env = gym.make(env_id, frameskip=1, obs_type="grayscale", render_mode="rgb_array" if video_dir else None)
+    if video_dir:
+        env = gym.wrappers.RecordVideo(env, video_dir)  # the real screen, every frame of whole games
+    # No-op reset (1 to 30), frame skip 4 with the max over the last two frames, 84x84 grayscale.
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84)
+    env = gym.wrappers.RecordEpisodeStatistics(env)  # inside the life wrapper: whole games, unclipped rewards
+    env = EpisodicLifeFireReset(env)
+    env = gym.wrappers.TransformReward(env, np.sign)  # reward sign clipping, the training signal only
+    return gym.wrappers.FrameStackObservation(env, 4)
+
+
+def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = "",
+              async_envs: bool = False) -> gym.vector.VectorEnv:
+    """N games. SAME_STEP autoreset returns the final observation of an ended episode in info["final_obs"]
+    and the next episode's first observation at once, so no fake transition across the reset enters the
+    batch. Refuses ids that are unknown or not ALE games."""
+    try:
+        probe = gym.make(env_id, disable_env_checker=True)
+    except gym.error.Error as e:
+        sys.exit(f"error: unknown env id {env_id!r}: {e}")
+    is_atari = isinstance(probe.unwrapped, ale_py.AtariEnv)
+    probe.close()
+    if not is_atari:
+        sys.exit(f"error: {env_id} is not an Atari (ALE) game; ppo_atari.py trains only those, "
+                 "use ppo_clip.py for other envs")
+    fns = [lambda i=i: make_env(env_id, f"videos/{run_name}" if capture_video and i == 0 else None)
+           for i in range(num_envs)]
+    vector = gym.vector.AsyncVectorEnv if async_envs else gym.vector.SyncVectorEnv
+    try:
+        return vector(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    except gym.error.DependencyNotInstalled as e:
+        sys.exit(f"error: {env_id} needs a missing dependency: {str(e).splitlines()[0]}")
+
+
+# ---- Network ----------------------------------------------------------------------------------
+def layer(module: nn.Module, gain: float) -> nn.Module:
+    """Orthogonal weights and zero biases (Huang et al. 2022; not in the paper)."""
+    nn.init.orthogonal_(module.weight, gain)
+    nn.init.zeros_(module.bias)
+    return module
+
+
+def space_to_depth(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C*k*k, H/k, W/k): each k x k block of pixels becomes k*k channels."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // k, k, w // k, k).permute(0, 1, 3, 5, 2, 4).reshape(b, c * k * k, h // k, w // k)
+
+
+class Agent(nn.Module):
+    """The Nature CNN (Mnih et al. 2015) as a trunk shared by the policy and value heads (Table 5)."""
+
+    def __init__(self, num_actions: int, bf16: bool = False):
+        super().__init__()
+        self.bf16, g = bf16, math.sqrt(2)
+        self.conv1 = layer(nn.Conv2d(4, 32, 8, stride=4), g)  # (B, 32, 20, 20); applied in forward()
+        self.trunk = nn.Sequential(
+            nn.ReLU(), layer(nn.Conv2d(32, 64, 4, stride=2), g),   # (B, 64, 9, 9)
+            nn.ReLU(), layer(nn.Conv2d(64, 64, 3, stride=1), g),   # (B, 64, 7, 7)
+            nn.ReLU(), nn.Flatten(), layer(nn.Linear(64 * 7 * 7, 512), g), nn.ReLU())  # (B, 512)
+        self.actor = layer(nn.Linear(512, num_actions), 0.01)  # near-zero head: a near-uniform first policy
+        self.critic = layer(nn.Linear(512, 1), 1.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (B, 4, 84, 84) uint8 pixels -> policy logits (B, num_actions), values (B,)."""
+        # Speed: conv1 (8x8 kernel, stride 4) computed as the same sum over a 2x2 kernel, stride 1, on
+        # 4x4 pixel blocks turned into channels. The weights are conv1's, rearranged; the output is
+        # conv1(obs / 255) up to float rounding, and its forward and backward take half the time on CPU.
+        x = space_to_depth(obs, 4).float().div_(255.0)  # (B, 64, 21, 21); pixels to [0, 1] here, and only here
+        w = space_to_depth(self.conv1.weight, 4)  # (32, 4, 8, 8) -> (32, 64, 2, 2)
+        with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):
+            hidden = self.trunk(nn.functional.conv2d(x, w, self.conv1.bias)).float()
+        return self.actor(hidden), self.critic(hidden).squeeze(-1)
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False):
+        """Sample actions (or take the likeliest) for (B, 4, 84, 84) observations; returns
+        (actions, log pi_old(a|s), V(s)), each (B,), so the update needs no second pass over the batch."""
+        logits, value = self(obs)
+        logp = torch.log_softmax(logits, -1)
+        action = logp.argmax(-1) if deterministic else torch.multinomial(logp.exp(), 1).squeeze(-1)
+        return action, logp.gather(-1, action.unsqueeze(-1)).squeeze(-1), value
+
+
+# ---- The math ---------------------------------------------------------------------------------
+def categorical_logprob_entropy(logits, action):
+    """Categorical: logits (B, n), action (B,) integer -> log pi(a), entropy -sum p log p, each (B,)."""
+    logp = torch.log_softmax(logits, -1)
+    logprob = logp.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    return logprob, entropy
+
+
+def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
+    """Truncated GAE, eq. (11)-(12), over a rollout of T steps in N envs.
+
+    rewards, values, dones: (T, N); last_value: (N,) = V of the observation after step T-1.
+    dones[t, i] = 1 when env i's episode ended at step t, so neither V(s_{t+1}) nor A_{t+1} reaches step t.
+    Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets).
+    """
+    r, v, d = rewards.numpy(), values.numpy(), dones.numpy()  # numpy: a T-step loop of tiny ops is faster there
+    adv = np.zeros_like(r)
+    next_value, next_adv = last_value.numpy(), np.zeros_like(r[0])
+    for t in reversed(range(r.shape[0])):
+        alive = 1.0 - d[t]
+        delta = r[t] + gamma * next_value * alive - v[t]  # eq. (12)
+        next_adv = adv[t] = delta + gamma * gae_lambda * alive * next_adv  # eq. (11), summed backwards
+        next_value = v[t]
+    advantages = torch.from_numpy(adv)
+    return advantages, advantages + values
+
+
+def clipped_surrogate_loss(new_logprob, old_logprob, advantages, clip_coef):
+    """-L^CLIP, eq. (7): -E_t[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)], r_t = pi(a_t|s_t) / pi_old(a_t|s_t).
+    All arguments (B,); returns the mean over the batch."""
+    ratio = torch.exp(new_logprob - old_logprob)  # eq. (6)
+    clipped = torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
+    return -torch.min(ratio * advantages, clipped * advantages).mean()
+
+
+def value_loss(new_value, returns):
+    """L^VF of eq. (9): (V(s_t) - V^targ_t)^2, the mean over the batch."""
+    return (new_value - returns).pow(2).mean()
+
+
+def ppo_loss(pg_loss, v_loss, entropy, vf_coef, ent_coef):
+    """-L^{CLIP+VF+S}, eq. (9): -(L^CLIP - c1 L^VF + c2 S), given pg_loss = -L^CLIP and S's batch mean."""
+    return pg_loss + vf_coef * v_loss - ent_coef * entropy
+
+
+def annealed(args: Args, alpha: float) -> tuple[float, float]:
+    """Table 5: Adam stepsize 2.5e-4 * alpha and eps 0.1 * alpha; a flag can hold either fixed."""
+    return (args.learning_rate * (alpha if args.anneal_lr else 1), args.clip_coef * (alpha if args.anneal_clip else 1))
+
+
+# ---- Training ---------------------------------------------------------------------------------
+def main(args: Args) -> dict:
+    """Train; return a summary (SPS, episode returns, evaluation) for benchmarks/."""
+    minibatch_size = check_args(args)
+    batch_size = args.num_envs * args.num_steps
+    num_iterations = args.total_timesteps // batch_size
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)  # also the policy's sampling noise
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.threads)
+
+    envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name, args.async_envs)
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        sys.exit("error: logging needs tensorboard: pip install tensorboard")
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+
+    agent = Agent(envs.single_action_space.n, args.bf16)
+    # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+
+    # Rollout storage, (T, N, ...). Frames stay uint8 (a quarter of float32's memory); the network scales them.
+    obs_shape = envs.single_observation_space.shape  # (4, 84, 84)
+    obs = torch.zeros((args.num_steps, args.num_envs, *obs_shape), dtype=torch.uint8)
+    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long)
+    logprobs = torch.zeros((args.num_steps, args.num_envs))
+    values = torch.zeros((args.num_steps, args.num_envs))
+    rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    dones = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+
+    recent_returns = []
+    global_step, start_time = 0, time.time()
+    next_obs, _ = envs.reset(seed=args.seed)
+    for iteration in range(1, num_iterations + 1):
+        alpha = 1 - (iteration - 1) / num_iterations  # Table 5: alpha anneals linearly from 1 to 0
+        lr, clip_coef = annealed(args, alpha)
+        optimizer.param_groups[0]["lr"] = lr
+
+        # ---- Algorithm 1: run pi_old in N actors for T timesteps ----
+        trunc_steps, trunc_obs = [], []  # (t, i) of time-limit ends, and their final observations
+        for t in range(args.num_steps):
+            obs[t] = torch.from_numpy(next_obs)
+            with torch.inference_mode():
+                # pi_old's log-probs and values are kept from this pass; a second pass over the batch
+                # would cost more. They differ from a minibatch's by float rounding only (about 1e-8).
+                actions[t], logprobs[t], values[t] = agent.act(obs[t])
+            next_obs, rewards[t], terminated, truncated, info = envs.step(actions[t].numpy())
+            global_step += args.num_envs
+            dones[t] = terminated | truncated
+            for i in np.flatnonzero(truncated & ~terminated):
+                trunc_steps.append((t, i))
+                trunc_obs.append(info["final_obs"][i])
+            if "final_info" in info and "episode" in info["final_info"]:
+                game = info["final_info"]["episode"]  # set only where a whole game ended
+                for i in np.flatnonzero(info["final_info"]["_episode"]):
+                    writer.add_scalar("charts/episodic_return", game["r"][i], global_step)
+                    writer.add_scalar("charts/episodic_length", game["l"][i], global_step)
+                    recent_returns.append(float(game["r"][i]))
+
+        with torch.inference_mode():
+            last_value = agent(torch.from_numpy(next_obs))[1]
+            if trunc_steps:
+                # A time limit (108k frames) is not a true end: bootstrap r_t + gamma * V(final_obs).
+                t_idx, i_idx = map(list, zip(*trunc_steps))
+                rewards[t_idx, i_idx] += args.gamma * agent(torch.from_numpy(np.stack(trunc_obs)))[1].numpy()
+
+            # ---- Algorithm 1: compute advantage estimates A_1 ... A_T ----
+            advantages, returns = compute_gae(torch.from_numpy(rewards), values, torch.from_numpy(dones),
+                                              last_value, args.gamma, args.gae_lambda)
+        b_obs = obs.reshape(batch_size, *obs_shape)  # (T*N, 4, 84, 84)
+        b_actions, b_logprobs, b_values = actions.reshape(-1), logprobs.reshape(-1), values.reshape(-1)
+        b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
+
+        # ---- Algorithm 1: optimise the surrogate for K epochs of minibatches of size M ----
+        stats = torch.zeros(5)  # sums over minibatches: policy loss, value loss, entropy, approx KL, clip fraction
+        for epoch in range(args.update_epochs):
+            perm = torch.randperm(batch_size)
+            for start in range(0, batch_size, minibatch_size):
+                mb = perm[start:start + minibatch_size]
+                logits, new_value = agent(b_obs[mb])  # one pass through the shared trunk for both heads
+                new_logprob, entropy = categorical_logprob_entropy(logits, b_actions[mb])
+                mb_adv = b_advantages[mb]
+                if args.norm_adv:
+                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                pg_loss = clipped_surrogate_loss(new_logprob, b_logprobs[mb], mb_adv, clip_coef)
+                v_loss = value_loss(new_value, b_returns[mb])
+                entropy_mean = entropy.mean()
+                loss = ppo_loss(pg_loss, v_loss, entropy_mean, args.vf_coef, args.ent_coef)
+
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                optimizer.step()
+
+                with torch.no_grad():
+                    log_ratio = new_logprob - b_logprobs[mb]
+                    approx_kl = (log_ratio.exp() - 1 - log_ratio).mean()  # unbiased KL[pi_old, pi] estimate
+                    clipfrac = ((log_ratio.exp() - 1).abs() > clip_coef).float().mean()
+                    stats += torch.stack([pg_loss, v_loss, entropy_mean, approx_kl, clipfrac])
+        # theta_old <- theta happens implicitly: the next rollout samples from the updated network.
+
+        # ---- Logging: means over the iteration's K * num_minibatches updates ----
+        stats = (stats / (args.update_epochs * args.num_minibatches)).tolist()
+        var_returns = b_returns.var().item()
+        explained_var = float("nan") if var_returns == 0 else 1 - (b_returns - b_values).var().item() / var_returns
+        sps = int(global_step / (time.time() - start_time))
+        for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"], stats):
+            writer.add_scalar(f"losses/{tag}", value, global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("charts/learning_rate", lr, global_step)
+        writer.add_scalar("charts/clip_coef", clip_coef, global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        if iteration % max(1, num_iterations // 20) == 0 or iteration == num_iterations:
+            recent = f"{np.mean(recent_returns[-100:]):.1f}" if recent_returns else "n/a"
+            print(f"step {global_step:>8}  SPS {sps:>5}  mean game score (last 100 games) {recent}", flush=True)
+    train_time = time.time() - start_time
+    envs.close()
+
+    if args.save_model:
+        path = f"runs/{run_name}/{args.exp_name}.pt"
+        torch.save({"model": agent.state_dict(), "args": vars(args)}, path)
+        print(f"model saved to {path}")
+    eval_returns = evaluate(agent, args.env_id, args.eval_episodes, args.seed + 10_000)
+    if eval_returns:
+        writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
+        print(f"eval: {np.mean(eval_returns):.1f} +- {np.std(eval_returns):.1f} over {len(eval_returns)} games")
+    writer.close()
+    return {"sps": global_step / train_time, "global_step": global_step, "episode_returns": recent_returns,
+            "eval_returns": eval_returns, "run_name": run_name}
+
+
+# ---- Evaluation ---------------------------------------------------------------------------------
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> list:
+    """Scores of whole games (all lives, unclipped) with the policy sampled as in training. Not the
+    likeliest action, as ppo_clip.py does: a deterministic Atari policy can repeat itself forever."""
+    if episodes == 0:
+        return []
+    env = make_envs(env_id, 1)
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    while len(returns) < episodes:
+        with torch.inference_mode():
+            action = agent.act(torch.from_numpy(obs))[0]
+        obs, _, _, _, info = env.step(action.numpy())
+        if "final_info" in info and "episode" in info["final_info"]:
+            returns.append(float(info["final_info"]["episode"]["r"][0]))
+    env.close()
+    return returns
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
