@@ -1,0 +1,162 @@
+"""Table 1 of the paper, reproduced: which surrogate objective. Every setting trains on the MuJoCo tasks
+and is scored as the paper scores it: a run's score is the mean return of its last 100 training episodes;
+per task, scores are shifted and scaled so that a random policy is 0 and the best setting is 1; a
+setting's figure is the mean of its normalised scores over all tasks and seeds.
+
+    python benchmarks/table1.py                 # default budget (see DEFAULT): under an hour on 2 cores
+    python benchmarks/table1.py --full          # the paper's budget: 7 tasks x 3 seeds x 1M steps
+    python benchmarks/table1.py --tasks Hopper-v4 --seeds 1 --total-timesteps 100000 --jobs 1
+    python benchmarks/table1.py --report-only   # print the table again from results/table1.jsonl
+
+The settings run ppo_clip.py (clipping, with epsilon fixed: Table 1 names one epsilon per row and Table 3
+lists no schedule for MuJoCo) and ppo_kl_adaptive.py (the KL penalty, and beta = 0 for "no clipping or
+penalty", which is L^CPI of eq. 6); everything else is each script's defaults (Table 3). The random
+policy's score is measured here too: uniform random actions, 100 episodes per task. "Best" is the best
+setting's mean over seeds. Each finished run and each random-policy score is appended to
+results/table1.jsonl as it completes (with the machine, versions and command); --resume skips runs that
+are there already. The table goes to stdout and to results/table1.md.
+"""
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import gymnasium as gym
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.learning import RESULTS, ROOT, environment, logged, record  # noqa: E402
+
+# (row label, script, flags, the paper's normalised score)
+SETTINGS = [
+    ("no clipping or penalty", "ppo_kl_adaptive", "--init-beta 0 --no-adaptive-beta", -0.39),
+    ("clipping, eps = 0.1", "ppo_clip", "--clip-coef 0.1 --no-anneal-clip", 0.76),
+    ("clipping, eps = 0.2", "ppo_clip", "--clip-coef 0.2 --no-anneal-clip", 0.82),
+    ("clipping, eps = 0.3", "ppo_clip", "--clip-coef 0.3 --no-anneal-clip", 0.70),
+    ("adaptive KL, d_targ = 0.003", "ppo_kl_adaptive", "--kl-target 0.003", 0.68),
+    ("adaptive KL, d_targ = 0.01", "ppo_kl_adaptive", "--kl-target 0.01", 0.74),
+    ("adaptive KL, d_targ = 0.03", "ppo_kl_adaptive", "--kl-target 0.03", 0.71),
+    ("fixed KL, beta = 0.3", "ppo_kl_adaptive", "--init-beta 0.3 --no-adaptive-beta", 0.62),
+    ("fixed KL, beta = 1", "ppo_kl_adaptive", "--init-beta 1 --no-adaptive-beta", 0.71),
+    ("fixed KL, beta = 3", "ppo_kl_adaptive", "--init-beta 3 --no-adaptive-beta", 0.72),
+    ("fixed KL, beta = 10", "ppo_kl_adaptive", "--init-beta 10 --no-adaptive-beta", 0.69),
+]
+PAPER_TASKS = ["HalfCheetah-v4", "Hopper-v4", "InvertedDoublePendulum-v4", "InvertedPendulum-v4", "Reacher-v4",
+               "Swimmer-v4", "Walker2d-v4"]
+FULL = dict(tasks=PAPER_TASKS, seeds=[1, 2, 3], total_timesteps=1_000_000)
+# 11 settings x 3 tasks x 1 seed x 200k steps = 6.6M steps: under an hour as 2 jobs at 1,000 SPS or more each
+# (an estimate from ppo_clip.py's 1,750 SPS on Hopper-v4 alone, not a timing of this command on an idle machine).
+DEFAULT = dict(tasks=["Hopper-v4", "Walker2d-v4", "HalfCheetah-v4"], seeds=[1], total_timesteps=200_000)
+
+
+def random_policy_score(env_id: str, episodes: int, seed: int) -> float:
+    """Mean return of uniformly random actions over whole episodes."""
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    returns = []
+    for i in range(episodes):
+        env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns))
+
+
+def rows(kind: str) -> list:
+    path = os.path.join(RESULTS, "table1.jsonl")
+    return [r for r in map(json.loads, open(path)) if r["kind"] == kind] if os.path.exists(path) else []
+
+
+def table(tasks: list, seeds: list, total_timesteps: int) -> str:
+    """The normalised-score table for one budget, from results/table1.jsonl (the newest row of each run)."""
+    runs = {(r["setting"], r["env_id"], r["seed"]): r["last100"] for r in rows("run")
+            if r["total_timesteps"] == total_timesteps}
+    random = {r["env_id"]: r["score"] for r in rows("random")}
+    raw = {(s, t): [runs[(s, t, seed)] for seed in seeds if (s, t, seed) in runs] for s, *_ in SETTINGS for t in tasks}
+    done = [t for t in tasks if t in random and all(raw[(s, t)] for s, *_ in SETTINGS)]
+    best = {t: max(np.mean(raw[(s, t)]) for s, *_ in SETTINGS) for t in done}
+    lines = [f"Budget: {', '.join(done)}; seeds {', '.join(map(str, seeds))}; {total_timesteps:,} steps per run. "
+             f"Score: mean return of the last 100 training episodes; per task random policy = 0, best setting = 1.",
+             "", "| setting | paper (7 tasks x 3 seeds x 1M) | here, mean over tasks and seeds | "
+             + " | ".join(f"{t} normalised (raw)" for t in done) + " |", "|---|---|---|" + "---|" * len(done)]
+    for s, script, flags, paper in SETTINGS:
+        norm = {t: [(x - random[t]) / (best[t] - random[t]) for x in raw[(s, t)]] for t in done}
+        every = [x for t in done for x in norm[t]]
+        here = f"{np.mean(every):.2f}" if every else "n/a"
+        lines.append(f"| {s} | {paper:.2f} | {here} | "
+                     + " | ".join(f"{np.mean(norm[t]):.2f} ({np.mean(raw[(s, t)]):.1f})" for t in done) + " |")
+    lines.append("| random policy (uniform actions) | 0 | 0 | "
+                 + " | ".join(f"0 ({random[t]:.1f})" for t in done) + " |")
+    missing = [t for t in tasks if t not in done]
+    if missing:
+        lines.append(f"\nNot in the table (runs missing): {', '.join(missing)}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true", help="the paper's budget: 7 tasks x 3 seeds x 1M steps")
+    p.add_argument("--tasks", nargs="+", help=f"default {DEFAULT['tasks']}")
+    p.add_argument("--seeds", type=int, nargs="+", help=f"default {DEFAULT['seeds']}")
+    p.add_argument("--total-timesteps", type=int, help=f"per run; default {DEFAULT['total_timesteps']}")
+    p.add_argument("--jobs", type=int, default=2, help="runs at once, one torch thread each; 2 cores here")
+    p.add_argument("--random-episodes", type=int, default=100)
+    p.add_argument("--resume", action="store_true", help="skip runs already in results/table1.jsonl")
+    p.add_argument("--report-only", action="store_true", help="run nothing; print the table of this budget")
+    a = p.parse_args()
+    budget = FULL if a.full else DEFAULT
+    tasks, seeds = a.tasks or budget["tasks"], a.seeds or budget["seeds"]
+    steps = a.total_timesteps or budget["total_timesteps"]
+
+    if not a.report_only:
+        for task in tasks:
+            if not (a.resume and any(r["env_id"] == task for r in rows("random"))):
+                score = random_policy_score(task, a.random_episodes, seed=0)
+                record("table1.jsonl", {"kind": "random", "env_id": task, "episodes": a.random_episodes,
+                                        "score": round(score, 2), "date": time.strftime("%Y-%m-%d %H:%M")})
+                print(f"random policy, {task}: {score:.1f}", flush=True)
+        have = {(r["setting"], r["env_id"], r["seed"]) for r in rows("run") if r["total_timesteps"] == steps}
+        todo = [(s, script, flags, t, seed) for seed in seeds for t in tasks for s, script, flags, _ in SETTINGS
+                if not (a.resume and (s, t, seed) in have)]
+        workdir = os.path.join(RESULTS, "..", "out", "table1")
+        os.makedirs(workdir, exist_ok=True)
+        tag = f"t1-{int(time.time())}"
+
+        def run(job) -> None:
+            setting, script, flags, task, seed = job
+            exp = f"{tag}-{SETTINGS.index(next(x for x in SETTINGS if x[0] == setting))}"
+            cmd = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--env-id", task, "--seed", str(seed),
+                   "--total-timesteps", str(steps), "--exp-name", exp, "--eval-episodes", "0", *flags.split()]
+            start = time.time()
+            with open(os.path.join(workdir, f"{exp}_{task}_{seed}.log"), "w") as log:
+                subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, check=True)
+            (run_dir,) = glob.glob(os.path.join(workdir, "runs", f"{task}__{exp}__{seed}__*"))
+            returns = logged(run_dir, "charts/episodic_return")[:, 1]
+            record("table1.jsonl", {"kind": "run", "setting": setting, "script": script, "flags": flags,
+                                    "env_id": task, "seed": seed, "total_timesteps": steps,
+                                    "last100": round(float(returns[-100:].mean()), 2), "episodes": len(returns),
+                                    "wall_s": round(time.time() - start), "date": time.strftime("%Y-%m-%d %H:%M")})
+            print(f"{setting:28s} {task:16s} seed {seed}: {returns[-100:].mean():8.1f}  "
+                  f"({time.time() - start:.0f} s)", flush=True)
+
+        with ThreadPoolExecutor(a.jobs) as pool:
+            list(pool.map(run, todo))
+
+    text = table(tasks, seeds, steps)
+    print(text)
+    if not a.report_only:
+        with open(os.path.join(RESULTS, "table1.md"), "w") as f:
+            f.write(f"# Table 1, reproduced\n\n`python benchmarks/{os.path.basename(sys.argv[0])} "
+                    f"{' '.join(sys.argv[1:])}`\n\n{text}\n\n"
+                    + "; ".join(f"{k} {v}" for k, v in environment().items()) + "\n")
+
+
+if __name__ == "__main__":
+    main()

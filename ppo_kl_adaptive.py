@@ -1,0 +1,494 @@
+"""PPO-Penalty: Schulman et al., "Proximal Policy Optimization Algorithms", 2017 (arXiv 1707.06347).
+
+ppo_clip.py (Algorithm 1, eq. 9, GAE of eq. 11-12, Discrete or Box actions, Table 3 defaults) with one
+change: the surrogate is eq. (8), with no clipping,
+    L^KLPEN = E_t[ r_t A_t - beta * KL[pi_old(.|s_t), pi_theta(.|s_t)] ],
+the KL exact, from pi_old's distribution parameters stored with the batch, and beta adapted as Section 4
+says: after all K epochs of an update, d = the batch's mean KL halves beta if d < d_targ / 1.5 and
+doubles it if d > d_targ * 1.5; the next update uses the new beta.
+
+    python ppo_kl_adaptive.py --env-id Hopper-v4                          # adaptive beta, d_targ 0.01
+    python ppo_kl_adaptive.py --env-id Hopper-v4 --no-adaptive-beta --init-beta 3   # fixed beta
+    python ppo_kl_adaptive.py --no-adaptive-beta --init-beta 0            # L^CPI: no clipping or penalty
+    tensorboard --logdir runs
+
+Conventions, written once:
+- Step t of env i yields `terminated[t, i]` (a true end: the value after it is 0) and `truncated[t, i]`
+  (a time limit: the episode could have gone on, so V(final_obs) is bootstrapped into the reward).
+  Both set `dones[t, i] = 1`, which stops GAE from flowing from step t+1 back into step t.
+- The paper maximises L; torch minimises, so every `*_loss` below returns -L.
+- Every KL here is KL[pi_old, pi_theta], old first, as in eq. (8) and Section 4.
+"""
+import importlib.util
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of this experiment, part of the run directory"""
+    env_id: str = "CartPole-v1"
+    """Gymnasium env id with a Discrete or Box action space"""
+    seed: int = 1
+    """seed of python, numpy, torch and the envs"""
+    torch_deterministic: bool = True
+    """set cudnn.deterministic for GPU runs (CleanRL's flag); a CPU run is deterministic either way"""
+    threads: int = 1
+    """torch CPU threads; one is fastest for 64-unit networks (not in the paper)"""
+    capture_video: bool = False
+    """record videos of env 0 to videos/ (needs moviepy; MuJoCo needs MUJOCO_GL=egl or osmesa)"""
+    save_model: bool = False
+    """save the networks and observation statistics to runs/<run>/"""
+    eval_episodes: int = 10
+    """episodes with the deterministic policy after training (0 skips; not in the paper)"""
+    total_timesteps: int = 1_000_000
+    """total env steps; Table 3 uses 1M"""
+    num_envs: int = 1
+    """N in Algorithm 1, parallel actors; the paper's MuJoCo runs use 1"""
+    num_steps: int = 2048
+    """T in Algorithm 1, steps per actor per iteration; Table 3 uses 2048"""
+    update_epochs: int = 10
+    """K in Algorithm 1, epochs over each batch; Table 3 uses 10"""
+    num_minibatches: int = 32
+    """minibatches per epoch, so M = N*T / 32 = 64 as in Table 3"""
+    learning_rate: float = 3e-4
+    """Adam stepsize; Table 3 uses 3e-4"""
+    anneal_lr: bool = True
+    """anneal the stepsize linearly to 0 (Huang et al. 2022; the paper does on Atari, Table 5)"""
+    gamma: float = 0.99
+    """discount gamma; Table 3 uses 0.99"""
+    gae_lambda: float = 0.95
+    """GAE lambda of eq. (11); Table 3 uses 0.95"""
+    kl_target: float = 0.01
+    """d_targ of Section 4, the KL per update the beta rule aims at; Table 1 tries 0.003, 0.01, 0.03"""
+    init_beta: float = 1.0
+    """beta of eq. (8) in the first update; Section 4 starts at 1 (0 with a fixed beta: plain L^CPI)"""
+    adaptive_beta: bool = True
+    """adapt beta after each update (Section 4); --no-adaptive-beta keeps it fixed (Table 1's fixed-KL rows)"""
+    ent_coef: float = 0.0
+    """c2 of eq. (9), the entropy bonus; Table 3 uses none"""
+    vf_coef: float = 0.5
+    """c1 of eq. (9); with separate networks it only weighs the value loss in the gradient clip"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip (Huang et al. 2022; not in the paper)"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch (Huang et al. 2022; not in the paper)"""
+
+
+def check_args(args: Args) -> int:
+    """Refuse bad input before any training; return the minibatch size M."""
+    positive = ["total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
+                "learning_rate", "kl_target", "max_grad_norm", "threads"]
+    for name in positive:
+        if not getattr(args, name) > 0:
+            sys.exit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ["ent_coef", "vf_coef", "eval_episodes", "init_beta"]:
+        if getattr(args, name) < 0:
+            sys.exit(f"error: --{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    for name in ["gamma", "gae_lambda"]:
+        if not 0 <= getattr(args, name) <= 1:
+            sys.exit(f"error: --{name.replace('_', '-')} must lie in [0, 1], got {getattr(args, name)}")
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches:
+        sys.exit(f"error: the batch N*T = {batch_size} does not divide into {args.num_minibatches} minibatches")
+    if args.total_timesteps < batch_size:
+        sys.exit(f"error: --total-timesteps {args.total_timesteps} is less than one batch N*T = {batch_size}")
+    if args.capture_video and importlib.util.find_spec("moviepy") is None:
+        sys.exit("error: --capture-video needs moviepy: pip install moviepy")
+    return batch_size // args.num_minibatches
+
+
+# ---- Environments -----------------------------------------------------------------------------
+def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = "") -> gym.vector.VectorEnv:
+    """N actors in one process. SAME_STEP autoreset returns the final observation of an ended episode
+    in info["final_obs"] and the next episode's first observation at once, so no fake transition
+    across the reset enters the batch."""
+    def thunk(i):
+        def make():
+            video = capture_video and i == 0
+            env = gym.make(env_id, render_mode="rgb_array" if video else None, disable_env_checker=True)
+            if video:
+                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+            if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
+                env = gym.wrappers.FlattenObservation(env)  # e.g. a Discrete observation becomes one-hot
+            return env
+        return make
+    try:
+        envs = gym.vector.SyncVectorEnv([thunk(i) for i in range(num_envs)],
+                                        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    except gym.error.DependencyNotInstalled as e:
+        sys.exit(f"error: {env_id} needs a missing dependency: {str(e).splitlines()[0]}")
+    except gym.error.Error as e:
+        sys.exit(f"error: unknown env id {env_id!r}: {e}")
+    space = envs.single_action_space
+    if not (isinstance(space, gym.spaces.Discrete) or isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+        sys.exit(f"error: {env_id} has a {type(space).__name__} action space of shape {space.shape}; "
+                 "ppo_kl_adaptive.py handles Discrete and one-dimensional Box")
+    return envs
+
+
+class RunningMeanStd:
+    """Running mean and variance of observations, merged batch by batch (Chan et al., 1979).
+    The paper's original code normalised observations this way and clipped them to [-5, 5]."""
+
+    def __init__(self, shape, clip: float = 5.0):
+        self.mean, self.var, self.count, self.clip = np.zeros(shape), np.ones(shape), 1e-4, clip
+
+    def update(self, batch: np.ndarray) -> None:
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        delta, total = b_mean - self.mean, self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        self.var = (self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -self.clip, self.clip).astype(np.float32)
+
+
+# ---- Networks ---------------------------------------------------------------------------------
+def layer(n_in: int, n_out: int, gain: float) -> nn.Linear:
+    """Orthogonal weights and zero biases (Huang et al. 2022; not in the paper)."""
+    linear = nn.Linear(n_in, n_out)
+    nn.init.orthogonal_(linear.weight, gain)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
+def mlp(n_in: int, n_out: int, head_gain: float) -> nn.Sequential:
+    """Table 3's network: two hidden layers of 64 tanh units."""
+    return nn.Sequential(layer(n_in, 64, math.sqrt(2)), nn.Tanh(), layer(64, 64, math.sqrt(2)), nn.Tanh(),
+                         layer(64, n_out, head_gain))
+
+
+class Agent(nn.Module):
+    """Separate policy and value networks (Table 3: no shared parameters). A Box action space gets a
+    diagonal Gaussian whose mean the policy network gives and whose log std is a free parameter."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space):
+        super().__init__()
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        n_out = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
+        self.actor = mlp(obs_dim, n_out, head_gain=0.01)  # near-zero head: a near-uniform first policy
+        self.critic = mlp(obs_dim, 1, head_gain=1.0)
+        self.log_std = nn.Parameter(torch.zeros(n_out)) if self.continuous else None
+        self._numpy_layers = [(m.weight.detach().numpy(), m.bias.detach().numpy())
+                              for m in self.actor if isinstance(m, nn.Linear)]
+        self._numpy_log_std = self.log_std.detach().numpy() if self.continuous else None
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
+        """Sample actions for (N, obs_dim) observations, or take the mean / likeliest action.
+
+        Speed: acting runs the policy network in numpy. On one observation a torch call costs several
+        times more in dispatch than in arithmetic, and numpy's overhead is far smaller. The arrays are
+        views of the torch parameters, so they follow every optimiser step; the log-probs the loss needs
+        are computed in torch, for the whole batch, after the rollout."""
+        h = obs
+        for i, (w, b) in enumerate(self._numpy_layers):
+            h = h @ w.T + b
+            if i < len(self._numpy_layers) - 1:
+                h = np.tanh(h)
+        if self.continuous:
+            return h if deterministic else h + np.exp(self._numpy_log_std) * rng.standard_normal(h.shape, np.float32)
+        # Gumbel-max: argmax(logits + Gumbel noise) is a sample of the softmax distribution.
+        return h.argmax(-1) if deterministic else (h + rng.gumbel(size=h.shape)).argmax(-1)
+
+    def dist_params(self, obs: torch.Tensor) -> torch.Tensor:
+        """The policy's distribution at each state, (B, P): the Gaussian mean and log std side by side (P = 2A),
+        or the logits (P = n). Stored with the batch, they are pi_old's for the KL of eq. (8)."""
+        out = self.actor(obs)
+        return torch.cat([out, self.log_std.expand_as(out)], -1) if self.continuous else out
+
+    def logprob_entropy_kl(self, obs: torch.Tensor, action: torch.Tensor, old_params: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log pi(a|s), the entropy and KL[pi_old(.|s), pi(.|s)], each (B,), from one forward pass;
+        old_params (B, P) as dist_params gave them for pi_old."""
+        out = self.actor(obs)
+        if self.continuous:
+            old_mean, old_log_std = old_params.chunk(2, -1)
+            return (*gaussian_logprob_entropy(out, self.log_std, action),
+                    gaussian_kl(old_mean, old_log_std, out, self.log_std))
+        return (*categorical_logprob_entropy(out, action), categorical_kl(old_params, out))
+
+
+# ---- The math ---------------------------------------------------------------------------------
+def gaussian_logprob_entropy(mean, log_std, action):
+    """Diagonal Gaussian, summed over action dimensions: mean, action (B, A), log_std (A,) -> (B,), (B,).
+    log N(a; mu, s) = -(a - mu)^2 / (2 s^2) - log s - log(2 pi) / 2;  entropy = log s + (1 + log(2 pi)) / 2."""
+    z = (action - mean) * torch.exp(-log_std)
+    logprob = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    entropy = (log_std + 0.5 * (1 + math.log(2 * math.pi))).sum(-1).expand_as(logprob)
+    return logprob, entropy
+
+
+def categorical_logprob_entropy(logits, action):
+    """Categorical: logits (B, n), action (B,) integer -> log pi(a), entropy -sum p log p, each (B,)."""
+    logp = torch.log_softmax(logits, -1)
+    logprob = logp.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    return logprob, entropy
+
+
+def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
+    """Truncated GAE, eq. (11)-(12), over a rollout of T steps in N envs.
+
+    rewards, values, dones: (T, N); last_value: (N,) = V of the observation after step T-1.
+    dones[t, i] = 1 when env i's episode ended at step t, so neither V(s_{t+1}) nor A_{t+1} reaches step t.
+    Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets).
+    """
+    r, v, d = rewards.numpy(), values.numpy(), dones.numpy()  # numpy: a T-step loop of tiny ops is faster there
+    adv = np.zeros_like(r)
+    next_value, next_adv = last_value.numpy(), np.zeros_like(r[0])
+    for t in reversed(range(r.shape[0])):
+        alive = 1.0 - d[t]
+        delta = r[t] + gamma * next_value * alive - v[t]  # eq. (12)
+        next_adv = adv[t] = delta + gamma * gae_lambda * alive * next_adv  # eq. (11), summed backwards
+        next_value = v[t]
+    advantages = torch.from_numpy(adv)
+    return advantages, advantages + values
+
+
+def gaussian_kl(old_mean, old_log_std, new_mean, new_log_std):
+    """KL[N(mu0, s0^2) || N(mu1, s1^2)] of diagonal Gaussians, old first, summed over action dimensions:
+    means (B, A), log stds (B, A) or (A,) -> (B,). Per dimension, in closed form:
+    log(s1 / s0) + (s0^2 + (mu0 - mu1)^2) / (2 s1^2) - 1/2."""
+    var_ratio = torch.exp(2 * (old_log_std - new_log_std))  # s0^2 / s1^2
+    z = (old_mean - new_mean) * torch.exp(-new_log_std)
+    return (new_log_std - old_log_std + 0.5 * (var_ratio + z.pow(2)) - 0.5).sum(-1)
+
+
+def categorical_kl(old_logits, new_logits):
+    """KL[p_old || p_new] = sum_a p_old(a) (log p_old(a) - log p_new(a)): logits (B, n) -> (B,)."""
+    old_logp, new_logp = torch.log_softmax(old_logits, -1), torch.log_softmax(new_logits, -1)
+    return (old_logp.exp() * (old_logp - new_logp)).sum(-1)
+
+
+def kl_penalty_loss(new_logprob, old_logprob, advantages, kl, beta):
+    """-L^KLPEN, eq. (8): -E_t[r_t A_t - beta KL[pi_old(.|s_t), pi(.|s_t)]], r_t = pi(a_t|s_t) / pi_old(a_t|s_t).
+    All tensor arguments (B,), kl the exact per-state KL; returns the mean over the batch. No clipping:
+    the penalty alone keeps pi near pi_old. At beta = 0 this is -L^CPI, eq. (6)."""
+    ratio = torch.exp(new_logprob - old_logprob)  # eq. (6)
+    return -(ratio * advantages - beta * kl).mean()
+
+
+def update_beta(beta, kl, kl_target):
+    """Section 4's adaptive coefficient, applied once after all K epochs of an update; kl is d, the mean
+    KL[pi_old, pi] over the batch. d < d_targ / 1.5 halves beta, d > d_targ * 1.5 doubles it, anything in
+    between (the thresholds included) keeps it. 1.5 and 2 are the paper's heuristic constants."""
+    if kl < kl_target / 1.5:
+        return beta / 2
+    if kl > kl_target * 1.5:
+        return beta * 2
+    return beta
+
+
+def value_loss(new_value, returns):
+    """L^VF of eq. (9): (V(s_t) - V^targ_t)^2, the mean over the batch."""
+    return (new_value - returns).pow(2).mean()
+
+
+def ppo_loss(pg_loss, v_loss, entropy, vf_coef, ent_coef):
+    """-(L^KLPEN - c1 L^VF + c2 S), eq. (9) with L^KLPEN for L^CLIP, given pg_loss = -L^KLPEN and S's batch mean."""
+    return pg_loss + vf_coef * v_loss - ent_coef * entropy
+
+
+# ---- Training ---------------------------------------------------------------------------------
+def main(args: Args) -> dict:
+    """Train; return a summary (SPS, episode returns, evaluation) for benchmarks/."""
+    minibatch_size = check_args(args)
+    batch_size = args.num_envs * args.num_steps
+    num_iterations = args.total_timesteps // batch_size
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)  # the policy's sampling noise
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.threads)
+
+    envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        sys.exit("error: logging needs tensorboard: pip install tensorboard")
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+
+    obs_dim = envs.single_observation_space.shape[0]
+    agent = Agent(obs_dim, envs.single_action_space)
+    # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    obs_rms = RunningMeanStd(obs_dim)
+    action_shape = envs.single_action_space.shape
+    low, high = (envs.single_action_space.low, envs.single_action_space.high) if agent.continuous else (None, None)
+
+    # Rollout storage, (T, N, ...): what the policy saw and did. numpy, since per-step writes into
+    # torch tensors cost several times more; the batch becomes torch once the rollout is done.
+    raw_obs = np.zeros((args.num_steps, args.num_envs, obs_dim))
+    obs = np.zeros((args.num_steps, args.num_envs, obs_dim), dtype=np.float32)
+    actions = np.zeros((args.num_steps, args.num_envs, *action_shape), dtype=np.float32 if agent.continuous else np.int64)
+    rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+    dones = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
+
+    ep_return, ep_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
+    recent_returns = []
+    global_step, start_time = 0, time.time()
+    beta = args.init_beta
+    next_raw_obs, _ = envs.reset(seed=args.seed)
+    for iteration in range(1, num_iterations + 1):
+        # Linear annealing from 1 to 0 over training (alpha in Table 5), as the paper's original MuJoCo code
+        # (OpenAI baselines' ppo1, schedule="linear") annealed the stepsize.
+        alpha = 1 - (iteration - 1) / num_iterations
+        optimizer.param_groups[0]["lr"] = args.learning_rate * (alpha if args.anneal_lr else 1)
+
+        # ---- Algorithm 1: run pi_old in N actors for T timesteps ----
+        trunc_steps, trunc_obs = [], []  # (t, i) of time-limit ends, and their normalised final obs
+        for t in range(args.num_steps):
+            raw_obs[t] = next_raw_obs
+            obs[t] = obs_rms.normalize(next_raw_obs)
+            actions[t] = agent.act(obs[t], rng)
+            # The env gets the action clipped to its bounds; the batch keeps the unclipped sample,
+            # whose log-prob is the one the Gaussian assigns (Huang et al. 2022).
+            next_raw_obs, rewards[t], terminated, truncated, info = envs.step(
+                np.clip(actions[t], low, high) if agent.continuous else actions[t])
+            global_step += args.num_envs
+            dones[t] = terminated | truncated
+            for i in np.flatnonzero(truncated & ~terminated):
+                trunc_steps.append((t, i))
+                trunc_obs.append(obs_rms.normalize(info["final_obs"][i]))
+            ep_return += rewards[t]
+            ep_length += 1
+            for i in np.flatnonzero(terminated | truncated):
+                writer.add_scalar("charts/episodic_return", ep_return[i], global_step)
+                writer.add_scalar("charts/episodic_length", ep_length[i], global_step)
+                recent_returns.append(ep_return[i])
+                ep_return[i], ep_length[i] = 0, 0
+
+        with torch.inference_mode():
+            # The network is fixed during the rollout, so pi_old's distribution parameters, log-probs and
+            # values are computed once for the whole batch here rather than once per step.
+            b_obs = torch.from_numpy(obs).reshape(batch_size, obs_dim)  # (T*N, obs_dim)
+            b_actions = torch.from_numpy(actions).reshape(batch_size, *action_shape)
+            b_old_params = agent.dist_params(b_obs)  # (T*N, P), fixed for all K epochs
+            b_logprobs = agent.logprob_entropy_kl(b_obs, b_actions, b_old_params)[0]
+            values = agent.value(b_obs).reshape(args.num_steps, args.num_envs)
+            last_value = agent.value(torch.from_numpy(obs_rms.normalize(next_raw_obs)))
+            if trunc_steps:
+                # A time limit is not a true end: bootstrap r_t + gamma * V(final_obs).
+                t_idx, i_idx = map(list, zip(*trunc_steps))
+                rewards[t_idx, i_idx] += args.gamma * agent.value(torch.from_numpy(np.stack(trunc_obs))).numpy()
+
+            # ---- Algorithm 1: compute advantage estimates A_1 ... A_T ----
+            advantages, returns = compute_gae(torch.from_numpy(rewards), values, torch.from_numpy(dones),
+                                              last_value, args.gamma, args.gae_lambda)
+        obs_rms.update(raw_obs.reshape(-1, obs_dim))  # statistics move between rollouts, never inside one
+        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+
+        # ---- Algorithm 1: optimise the surrogate for K epochs of minibatches of size M ----
+        stats = torch.zeros(4)  # sums over minibatches: policy loss, value loss, entropy, approx KL
+        for epoch in range(args.update_epochs):
+            perm = torch.randperm(batch_size)
+            # One gather per epoch; the minibatches are then contiguous slices of the shuffled batch.
+            s_obs, s_actions, s_logprobs, s_old_params, s_adv, s_returns = (
+                x[perm] for x in (b_obs, b_actions, b_logprobs, b_old_params, b_advantages, b_returns))
+            for start in range(0, batch_size, minibatch_size):
+                mb = slice(start, start + minibatch_size)
+                new_logprob, entropy, kl = agent.logprob_entropy_kl(s_obs[mb], s_actions[mb], s_old_params[mb])
+                new_value = agent.value(s_obs[mb])
+                mb_adv = s_adv[mb]
+                if args.norm_adv:
+                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                pg_loss = kl_penalty_loss(new_logprob, s_logprobs[mb], mb_adv, kl, beta)
+                v_loss = value_loss(new_value, s_returns[mb])
+                entropy_mean = entropy.mean()
+                loss = ppo_loss(pg_loss, v_loss, entropy_mean, args.vf_coef, args.ent_coef)
+
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                optimizer.step()
+
+                with torch.no_grad():
+                    log_ratio = new_logprob - s_logprobs[mb]
+                    approx_kl = (log_ratio.exp() - 1 - log_ratio).mean()  # ppo_clip.py's estimate, to compare
+                    stats += torch.stack([pg_loss, v_loss, entropy_mean, approx_kl])
+        # theta_old <- theta happens implicitly: the next rollout samples from the updated networks.
+
+        # ---- Section 4: d = E_t[KL[pi_old, pi]] over the whole batch after all K epochs sets the next beta ----
+        with torch.no_grad():
+            d = agent.logprob_entropy_kl(b_obs, b_actions, b_old_params)[2].mean().item()
+        used_beta = beta
+        if args.adaptive_beta:
+            beta = update_beta(beta, d, args.kl_target)
+
+        # ---- Logging: means over the iteration's K * num_minibatches updates ----
+        stats = (stats / (args.update_epochs * args.num_minibatches)).tolist()
+        var_returns = b_returns.var().item()
+        explained_var = float("nan") if var_returns == 0 else 1 - (b_returns - b_values).var().item() / var_returns
+        sps = int(global_step / (time.time() - start_time))
+        for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl"], stats):
+            writer.add_scalar(f"losses/{tag}", value, global_step)
+        writer.add_scalar("losses/kl", d, global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("charts/beta", used_beta, global_step)  # the beta of this update, before the rule
+        writer.add_scalar("charts/SPS", sps, global_step)
+        if iteration % max(1, num_iterations // 20) == 0 or iteration == num_iterations:
+            recent = f"{np.mean(recent_returns[-100:]):.1f}" if recent_returns else "n/a"
+            print(f"step {global_step:>8}  SPS {sps:>5}  mean return (last 100 episodes) {recent}", flush=True)
+    train_time = time.time() - start_time
+    envs.close()
+
+    if args.save_model:
+        path = f"runs/{run_name}/{args.exp_name}.pt"
+        torch.save({"model": agent.state_dict(), "obs_mean": obs_rms.mean, "obs_var": obs_rms.var,
+                    "obs_count": obs_rms.count, "args": vars(args)}, path)
+        print(f"model saved to {path}")
+    eval_returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000)
+    if eval_returns:
+        writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
+        print(f"eval: {np.mean(eval_returns):.1f} +- {np.std(eval_returns):.1f} over {len(eval_returns)} episodes")
+    writer.close()
+    return {"sps": global_step / train_time, "global_step": global_step, "episode_returns": recent_returns,
+            "eval_returns": eval_returns, "run_name": run_name}
+
+
+# ---- Evaluation ---------------------------------------------------------------------------------
+def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, seed: int) -> list:
+    """Returns of whole episodes with the deterministic policy (the Gaussian mean or the likeliest action)
+    and the observation statistics frozen as training left them."""
+    if episodes == 0:
+        return []
+    env = make_envs(env_id, 1)
+    returns = []
+    obs, _ = env.reset(seed=seed)
+    ep_return = 0.0
+    while len(returns) < episodes:
+        action = agent.act(obs_rms.normalize(obs), None, deterministic=True)
+        if agent.continuous:
+            action = np.clip(action, env.single_action_space.low, env.single_action_space.high)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        ep_return += reward[0]
+        if terminated[0] or truncated[0]:
+            returns.append(float(ep_return))
+            ep_return = 0.0
+    env.close()
+    return returns
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
