@@ -13,19 +13,19 @@ sys.path.insert(0, ROOT)
 # default), small settings that keep those runs to seconds, its paper defaults (Table 3 or 5), the
 # tiny env of tests/envs.py whose action space it takes, and optionally "tags": TensorBoard tags it
 # logs beyond the shared ones.
+# Small settings that keep a short run to seconds, shared by the MLP scripts.
+TINY = dict(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=128, eval_episodes=0)
 SCRIPTS = {
     "ppo_clip": {
         "envs": ["CartPole-v1", "Hopper-v4"],
-        "tiny": dict(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=128,
-                     eval_episodes=0),
+        "tiny": TINY,
         "table": dict(num_steps=2048, learning_rate=3e-4, update_epochs=10, minibatch_size=64, gamma=0.99,
                       gae_lambda=0.95, clip_coef=0.2, ent_coef=0.0, total_timesteps=1_000_000),
         "constant_env": "Constant-v0",
     },
     "ppo_continuous": {
         "envs": ["Hopper-v4", "Pendulum-v1"],  # Hopper ends by termination and truncation, Pendulum only truncates
-        "tiny": dict(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=128,
-                     eval_episodes=0),
+        "tiny": TINY,
         "table": dict(num_steps=2048, learning_rate=3e-4, update_epochs=10, minibatch_size=64, gamma=0.99,
                       gae_lambda=0.95, clip_coef=0.2, ent_coef=0.0, total_timesteps=1_000_000),
         "constant_env": "ConstantBox-v0",
@@ -49,8 +49,7 @@ SCRIPTS = {
     },
     "ppo_kl_adaptive": {
         "envs": ["CartPole-v1", "Hopper-v4"],
-        "tiny": dict(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=128,
-                     eval_episodes=0),
+        "tiny": TINY,
         # Table 3, and Section 4's d_targ and starting beta
         "table": dict(num_steps=2048, learning_rate=3e-4, update_epochs=10, minibatch_size=64, gamma=0.99,
                       gae_lambda=0.95, ent_coef=0.0, total_timesteps=1_000_000, kl_target=0.01, init_beta=1.0,
