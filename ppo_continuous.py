@@ -4,8 +4,9 @@
 What differs from ppo_clip.py (the paper alone): Box action spaces only; observations normalised by running
 statistics clipped to [-10, 10] instead of [-5, 5]; rewards divided by the running std of the discounted
 return (Engstrom et al. 2020; OpenAI baselines' VecNormalize) and clipped to [-10, 10]; optional value
-clipping; checkpoints that carry the normalisation statistics. Everything else, Algorithm 1 with eq. (7),
-(9), (11)-(12) and Table 3's settings, is as in ppo_clip.py.
+clipping; the Gaussian's std starts at exp(-0.5) instead of 1; checkpoints that carry the normalisation
+statistics. Everything else, Algorithm 1 with eq. (7), (9), (11)-(12) and Table 3's settings, is as in
+ppo_clip.py.
 
     python ppo_continuous.py                             # Hopper-v4
     python ppo_continuous.py --env-id HalfCheetah-v4
@@ -92,6 +93,8 @@ class Args:
     """global gradient-norm clip (Huang et al. 2022; not in the paper)"""
     norm_adv: bool = True
     """normalise advantages per minibatch (Huang et al. 2022; not in the paper)"""
+    init_log_std: float = -0.5
+    """the Gaussian's log std at the start, std 0.61 (the paper does not say; 0 gave a lower Hopper score)"""
 
 
 def check_args(args: Args) -> int:
@@ -210,12 +213,12 @@ class Agent(nn.Module):
     """Separate policy and value networks (Table 3: no shared parameters). The policy is a diagonal Gaussian
     whose mean the policy network gives and whose log std is a free parameter, independent of the state."""
 
-    def __init__(self, obs_dim: int, action_space: gym.spaces.Box):
+    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, init_log_std: float = 0.0):
         super().__init__()
         action_dim = int(np.prod(action_space.shape))
         self.actor = mlp(obs_dim, action_dim, head_gain=0.01)  # near-zero head: the first means are near 0
         self.critic = mlp(obs_dim, 1, head_gain=1.0)
-        self.log_std = nn.Parameter(torch.zeros(action_dim))
+        self.log_std = nn.Parameter(torch.full((action_dim,), init_log_std))
         self._numpy_layers = [(m.weight.detach().numpy(), m.bias.detach().numpy())
                               for m in self.actor if isinstance(m, nn.Linear)]
         self._numpy_log_std = self.log_std.detach().numpy()
@@ -321,7 +324,7 @@ def main(args: Args) -> dict:
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     obs_dim = envs.single_observation_space.shape[0]
-    agent = Agent(obs_dim, envs.single_action_space)
+    agent = Agent(obs_dim, envs.single_action_space, args.init_log_std)
     # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     obs_rms = RunningMeanStd(obs_dim, clip=args.obs_clip)
