@@ -49,7 +49,7 @@ def record(filename: str, row: dict) -> None:
 
 def curve_name(script: str, env_id: str, extra: str, seed: int) -> str:
     """File name of one run's learning curve; extra flags, if any, become part of it."""
-    flags = "_".join(f.lstrip("-") for f in extra.split())
+    flags = "_".join(f[2:] if f.startswith("--") else f for f in extra.split())
     return f"{script}_{env_id}{'_' + flags if flags else ''}_seed{seed}.csv"
 
 
