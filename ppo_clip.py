@@ -78,6 +78,8 @@ class Args:
     """global gradient-norm clip (Huang et al. 2022; not in the paper)"""
     norm_adv: bool = True
     """normalise advantages per minibatch (Huang et al. 2022; not in the paper)"""
+    init_log_std: float = 0.0
+    """the Gaussian's log std at the start, Box actions only (the paper does not give it; its code used 0)"""
 
 
 def check_args(args: Args) -> int:
@@ -169,13 +171,13 @@ class Agent(nn.Module):
     """Separate policy and value networks (Table 3: no shared parameters). A Box action space gets a
     diagonal Gaussian whose mean the policy network gives and whose log std is a free parameter."""
 
-    def __init__(self, obs_dim: int, action_space: gym.Space):
+    def __init__(self, obs_dim: int, action_space: gym.Space, init_log_std: float = 0.0):
         super().__init__()
         self.continuous = isinstance(action_space, gym.spaces.Box)
         n_out = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
         self.actor = mlp(obs_dim, n_out, head_gain=0.01)  # near-zero head: a near-uniform first policy
         self.critic = mlp(obs_dim, 1, head_gain=1.0)
-        self.log_std = nn.Parameter(torch.zeros(n_out)) if self.continuous else None
+        self.log_std = nn.Parameter(torch.full((n_out,), init_log_std)) if self.continuous else None
         self._numpy_layers = [(m.weight.detach().numpy(), m.bias.detach().numpy())
                               for m in self.actor if isinstance(m, nn.Linear)]
         self._numpy_log_std = self.log_std.detach().numpy() if self.continuous else None
@@ -286,7 +288,7 @@ def main(args: Args) -> dict:
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     obs_dim = envs.single_observation_space.shape[0]
-    agent = Agent(obs_dim, envs.single_action_space)
+    agent = Agent(obs_dim, envs.single_action_space, args.init_log_std)
     # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     obs_rms = RunningMeanStd(obs_dim)

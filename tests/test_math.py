@@ -195,6 +195,24 @@ def test_numpy_acting_matches_the_torch_policy(name):
             np.testing.assert_allclose(np.bincount(samples, minlength=3) / 20000, p, atol=0.015)
 
 
+@pytest.mark.parametrize("name", scripts_with("gaussian_logprob_entropy"))
+def test_init_log_std_is_the_first_policy_spread(name):
+    """--init-log-std sets the untrained Gaussian: samples spread by exp(init_log_std) in every action
+    dimension, and the entropy the loss sees is the closed form for that std, 3 * (s + (1 + log 2 pi) / 2)."""
+    mod = load(name)
+    s = -0.7
+    assert hasattr(mod.Args(), "init_log_std")  # the CLI flag that main() hands to Agent
+    agent = mod.Agent(4, gym.spaces.Box(-1, 1, (3,)), s)
+    obs = np.zeros((20000, 4), np.float32)
+    samples = agent.act(obs, np.random.default_rng(1))
+    np.testing.assert_allclose(samples.std(0), [math.exp(s)] * 3, rtol=0.03)
+    with torch.no_grad():
+        _, entropy = mod.gaussian_logprob_entropy(agent.actor(torch.from_numpy(obs[:2])), agent.log_std,
+                                                  torch.from_numpy(samples[:2]))
+    np.testing.assert_allclose(entropy.numpy(), [3 * (s + 0.5 * (1 + math.log(2 * math.pi)))] * 2,
+                               rtol=1e-6)
+
+
 @pytest.mark.parametrize("name", scripts_with("RunningMeanStd"))
 def test_running_mean_std_equals_numpy(name):
     g = np.random.default_rng(7)
