@@ -30,13 +30,13 @@ def main() -> None:
               f"| {', '.join(map(str, r['seeds']))} | {r['mean']} +- {r['std']} "
               f"| {', '.join(map(str, r['last100_per_seed']))} | {', '.join(map(str, r.get('eval_mean_per_seed', [])))} "
               f"| `{r['command']}` |")
-    speed = newest(os.path.join(RESULTS, "speed.jsonl"), lambda r: (r["script"], r["env_id"]))
+    speed = newest(os.path.join(RESULTS, "speed.jsonl"), lambda r: (r["script"], r["env_id"], r.get("extra_flags", "")))
     print()
-    print("| script | env | N x T, minibatches x epochs | training SPS | raw random-action steps/s | ratio | command |")
-    print("|---|---|---|---|---|---|---|")
+    print("| script | env | flags | N x T, minibatches x epochs | training SPS | raw random-action steps/s | ratio | command |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in speed:
         raw = (r["raw_sps_before"] + r["raw_sps_after"]) / 2
-        print(f"| {r['script']} | {r['env_id']} | {r['num_envs']} x {r['num_steps']}, {r['num_minibatches']} x "
+        print(f"| {r['script']} | {r['env_id']} | {r.get('extra_flags') or 'defaults'} | {r['num_envs']} x {r['num_steps']}, {r['num_minibatches']} x "
               f"{r['update_epochs']} | {r['train_sps']} | {raw:.0f} | {r['ratio']} | `{r['command']}` |")
     rows = learning + speed
     if rows:
