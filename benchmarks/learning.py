@@ -30,11 +30,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 
+def code_version() -> str:
+    """The commit the scripts ran at, taken when this module loads (runs outlast later commits), with
+    "+modified" when a .py file differed from it."""
+    def git(*cmd):
+        return subprocess.run(["git", "-C", ROOT, *cmd], capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")
+    return (commit + ("+modified" if git("status", "--porcelain", "--", "*.py") else "")) if commit else "unknown"
+
+
+CODE_VERSION = code_version()
+
+
 def environment() -> dict:
     """The machine and the versions a figure was measured with."""
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    return {"machine": f"{cpu}, {os.cpu_count()} cores, {platform.machine()}",
+    return {"commit": CODE_VERSION, "machine": f"{cpu}, {os.cpu_count()} cores, {platform.machine()}",
             "python": platform.python_version(),
             **{pkg: version(pkg) for pkg in ["torch", "gymnasium", "numpy", "mujoco", "ale-py"]}}
 
