@@ -85,8 +85,8 @@ class Args:
     norm_adv: bool = True
     """normalise advantages per minibatch (Huang et al. 2022; not in the paper)"""
     init_log_std: float = -0.25
-    """the Gaussian's log std at the start, Box actions only: std 0.78 (the paper does not give it; its code
-    started at 0, std 1, which scored lower on Hopper-v4: README)"""
+    """the Gaussian's log std at the start, Box actions only: std 0.78, as in ppo_clip.py, so the two differ only
+    in the surrogate (the paper does not give it; its code started at 0, std 1)"""
 
 
 def check_args(args: Args) -> int:
