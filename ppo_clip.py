@@ -172,7 +172,7 @@ class Agent(nn.Module):
     """Separate policy and value networks (Table 3: no shared parameters). A Box action space gets a
     diagonal Gaussian whose mean the policy network gives and whose log std is a free parameter."""
 
-    def __init__(self, obs_dim: int, action_space: gym.Space, init_log_std: float = -0.25):
+    def __init__(self, obs_dim: int, action_space: gym.Space, init_log_std: float = Args.init_log_std):
         super().__init__()
         self.continuous = isinstance(action_space, gym.spaces.Box)
         n_out = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)

@@ -213,7 +213,7 @@ class Agent(nn.Module):
     """Separate policy and value networks (Table 3: no shared parameters). The policy is a diagonal Gaussian
     whose mean the policy network gives and whose log std is a free parameter, independent of the state."""
 
-    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, init_log_std: float = -0.25):
+    def __init__(self, obs_dim: int, action_space: gym.spaces.Box, init_log_std: float = Args.init_log_std):
         super().__init__()
         action_dim = int(np.prod(action_space.shape))
         self.actor = mlp(obs_dim, action_dim, head_gain=0.01)  # near-zero head: the first means are near 0

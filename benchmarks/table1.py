@@ -75,6 +75,11 @@ def random_policy_score(env_id: str, episodes: int, seed: int) -> float:
     return float(np.mean(returns))
 
 
+def run_flags(common: str) -> dict:
+    """Each setting's full flags: its own, then those every run shares."""
+    return {s: f"{flags} {common}".strip() for s, _, flags, _ in SETTINGS}
+
+
 def rows(kind: str) -> list:
     path = os.path.join(RESULTS, "table1.jsonl")
     return [r for r in map(json.loads, open(path)) if r["kind"] == kind] if os.path.exists(path) else []
@@ -82,7 +87,7 @@ def rows(kind: str) -> list:
 
 def table(tasks: list, seeds: list, total_timesteps: int, common: str) -> str:
     """The normalised-score table for one budget, from results/table1.jsonl (the newest row of each run)."""
-    flags_of = {s: f"{flags} {common}".strip() for s, _, flags, _ in SETTINGS}
+    flags_of = run_flags(common)
     runs = {(r["setting"], r["env_id"], r["seed"]): r["last100"] for r in rows("run")
             if r["total_timesteps"] == total_timesteps and r["flags"] == flags_of[r["setting"]]}
     random = {r["env_id"]: r["score"] for r in rows("random")}
@@ -132,9 +137,10 @@ def main() -> None:
                 record("table1.jsonl", {"kind": "random", "env_id": task, "episodes": a.random_episodes,
                                         "score": round(score, 2), "date": time.strftime("%Y-%m-%d %H:%M")})
                 print(f"random policy, {task}: {score:.1f}", flush=True)
+        flags_of = run_flags(common)
         have = {(r["setting"], r["env_id"], r["seed"], r["flags"]) for r in rows("run") if r["total_timesteps"] == steps}
-        todo = [(s, script, f"{flags} {common}".strip(), t, seed) for seed in seeds for t in tasks
-                for s, script, flags, _ in SETTINGS if not (a.resume and (s, t, seed, f"{flags} {common}".strip()) in have)]
+        todo = [(s, script, flags_of[s], t, seed) for seed in seeds for t in tasks for s, script, _, _ in SETTINGS
+                if not (a.resume and (s, t, seed, flags_of[s]) in have)]
         workdir = os.path.join(RESULTS, "..", "out", "table1")
         os.makedirs(workdir, exist_ok=True)
         tag = f"t1-{int(time.time())}"
