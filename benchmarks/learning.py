@@ -32,11 +32,12 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 def code_version() -> str:
     """The commit the scripts ran at, taken when this module loads (runs outlast later commits), with
-    "+modified" when a .py file differed from it."""
+    "+modified" when a tracked .py file differed from it (a new, untracked file changes no run)."""
     def git(*cmd):
         return subprocess.run(["git", "-C", ROOT, *cmd], capture_output=True, text=True).stdout.strip()
     commit = git("rev-parse", "--short", "HEAD")
-    return (commit + ("+modified" if git("status", "--porcelain", "--", "*.py") else "")) if commit else "unknown"
+    modified = git("status", "--porcelain", "--untracked-files=no", "--", "*.py")
+    return (commit + ("+modified" if modified else "")) if commit else "unknown"
 
 
 CODE_VERSION = code_version()
