@@ -52,7 +52,7 @@ class Args:
     """torch CPU threads (not in the paper); 2 ran 282 SPS against 204 for 1 on this idle 2-core machine"""
     bf16: bool = False
     """run the CNN trunk in bfloat16 (autocast), heads and loss in float32: on this AMX CPU 3% to 50% faster,
-    as the machine's state went; off: it changes the arithmetic, checked for learning on one seed (README)"""
+    as the machine's state went; off: it changes the arithmetic, checked on one seed (README; not in the paper)"""
     async_envs: bool = False
     """step the N games in subprocesses (AsyncVectorEnv). Off: on this idle 2-core machine it trained at 280
     against 263 SPS (README), within the machine's noise, and sync is one process"""
