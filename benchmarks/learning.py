@@ -66,6 +66,14 @@ def curve_name(script: str, env_id: str, extra: str, seed: int) -> str:
     return f"{script}_{env_id}{'_' + flags if flags else ''}_seed{seed}.csv"
 
 
+def save_curve(curve: np.ndarray, script: str, env_id: str, extra: str, seed: int) -> str:
+    """Write one run's (step, episodic return) rows to results/curves/, where plot.py reads them."""
+    os.makedirs(os.path.join(RESULTS, "curves"), exist_ok=True)
+    path = os.path.join(RESULTS, "curves", curve_name(script, env_id, extra, seed))
+    np.savetxt(path, curve, delimiter=",", header="global_step,episodic_return", comments="", fmt=["%d", "%.2f"])
+    return path
+
+
 def logged(run_dir: str, tag: str) -> np.ndarray:
     """(step, value) rows of one TensorBoard scalar."""
     acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
@@ -99,13 +107,11 @@ def main() -> None:
     with ThreadPoolExecutor(a.jobs) as pool:
         run_dirs = list(pool.map(run, a.seeds))
     scores, evals = [], []
-    os.makedirs(os.path.join(RESULTS, "curves"), exist_ok=True)
     for seed, run_dir in zip(a.seeds, run_dirs):
         curve = logged(run_dir, "charts/episodic_return")
         scores.append(float(curve[-100:, 1].mean()))
         evals.append(float(logged(run_dir, "eval/episodic_return")[-1, 1]))
-        np.savetxt(os.path.join(RESULTS, "curves", curve_name(a.script, a.env_id, a.extra, seed)), curve,
-                   delimiter=",", header="global_step,episodic_return", comments="", fmt=["%d", "%.2f"])
+        save_curve(curve, a.script, a.env_id, a.extra, seed)
     summary = {"script": a.script, "env_id": a.env_id, "total_timesteps": a.total_timesteps, "seeds": a.seeds,
                "extra_flags": a.extra, "last100_per_seed": [round(s, 1) for s in scores],
                "mean": round(float(np.mean(scores)), 1), "std": round(float(np.std(scores)), 1),

@@ -10,10 +10,8 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.learning import RESULTS, curve_name, logged  # noqa: E402
+from benchmarks.learning import logged, save_curve  # noqa: E402
 
 
 def main() -> None:
@@ -25,8 +23,7 @@ def main() -> None:
     p.add_argument("--tag", default="charts/episodic_return")
     a = p.parse_args()
     curve = logged(a.run_dir, a.tag)
-    out = os.path.join(RESULTS, "curves", curve_name(a.script, a.env_id, "", a.seed))
-    np.savetxt(out, curve, fmt=["%d", "%.2f"], delimiter=",", header="global_step,episodic_return", comments="")
+    out = save_curve(curve, a.script, a.env_id, "", a.seed)
     last = curve[-100:, 1].mean()
     print(f"wrote {out}: {len(curve)} episodes to step {int(curve[-1, 0])}, mean of the last 100 {last:.1f}")
 
