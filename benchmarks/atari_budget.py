@@ -85,10 +85,12 @@ def main() -> None:
         agents[name] = agent, torch.optim.Adam(agent.parameters(), lr=1e-4, eps=1e-5, fused=True)
     for name in agents:
         parts[f"act_{name}"], parts[f"update_{name}"] = [], []
-    for _ in range(a.rounds):
+    for r in range(a.rounds):
         parts["emulator_frame"].append(timed(emulate, 4000))
         parts["env_step"].append(timed(lambda: envs.step(envs.action_space.sample()), 100) / n)
-        for name, (agent, optimizer) in agents.items():
+        names = list(agents)[r % len(agents):] + list(agents)[:r % len(agents)]  # each network goes first in turn
+        for name in names:
+            agent, optimizer = agents[name]
             with torch.inference_mode():
                 parts[f"act_{name}"].append(timed(lambda: agent.act(obs[:n]), 50))
             parts[f"update_{name}"].append(timed(lambda: update(agent, optimizer), 3))
