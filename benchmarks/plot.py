@@ -5,7 +5,8 @@ the last 100 episodes against env steps, with the range over seeds shaded.
     python benchmarks/plot.py --runs ppo_clip:CartPole-v1 ppo_clip:Hopper-v4 \
         "ppo_clip:Hopper-v4:--no-anneal-clip" --out benchmarks/results/ppo_clip.png
 
-Each run is script:env_id[:extra flags], as given to benchmarks/learning.py.
+Each run is script:env_id[:extra flags], as given to benchmarks/learning.py. `--at 250000 500000` also prints
+each curve's value (mean over seeds) at those steps.
 """
 import argparse
 import glob
@@ -36,6 +37,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", nargs="+", required=True, help="script:env_id[:extra flags]; one panel per env")
     p.add_argument("--out", required=True)
+    p.add_argument("--at", type=float, nargs="*", default=[], help="also print each run's curve at these env steps")
     a = p.parse_args()
     envs = list(dict.fromkeys(r.split(":")[1] for r in a.runs))
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.6), squeeze=False)
@@ -45,6 +47,9 @@ def main() -> None:
         curves = [np.loadtxt(f, delimiter=",", skiprows=1, ndmin=2) for f in files]
         grid = np.linspace(max(c[0, 0] for c in curves), max(c[-1, 0] for c in curves), 200)
         ys = np.array([smoothed(c, grid) for c in curves])
+        if a.at:
+            at = np.array([smoothed(c, np.array(a.at)) for c in curves]).mean(0)
+            print(f"{run}: " + ", ".join(f"{step:,.0f} steps {value:.1f}" for step, value in zip(a.at, at)))
         ax = axes[0, envs.index(env_id)]
         ax.plot(grid, np.nanmean(ys, 0), label=f"{script} {extra} ({len(curves)} seeds)".replace("  ", " "))
         ax.fill_between(grid, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
