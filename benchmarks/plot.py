@@ -57,9 +57,9 @@ def main() -> None:
         ax.set_xlabel("env steps")
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         ax.set_ylabel("mean return, last 100 episodes")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(0, -0.3), fontsize="small")  # below: labels carry flags
     fig.tight_layout()
-    fig.savefig(a.out, dpi=110)
+    fig.savefig(a.out, dpi=110, bbox_inches="tight")
     print(f"wrote {a.out}")
 
 
