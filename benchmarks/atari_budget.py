@@ -3,10 +3,11 @@
     python benchmarks/atari_budget.py                 # Table 5: N 8, T 128, K 3, 4 minibatches of 256
 
 One iteration is N*T env steps, T acting passes over N observations and K * minibatches updates. Each
-part is timed here in rounds that alternate (the machine's speed drifts), float32 and --bf16 both, and
-the medians are added up (fp32_plain_conv1: the network with its first layer as a plain convolution): `projected_sps` is what the parts allow together, `update_cap_sps` what the
-update alone allows with free envs and acting. The emulator row is ALE's own frame rate (4 frames an
-env step), which no wrapper can go below. Nothing else should run meanwhile. Appends to
+part is timed here in rounds that alternate (the machine's speed drifts) and the medians are added up, for
+three networks: float32, --bf16, and fp32_plain_conv1 (float32 with the first layer a plain convolution, to
+show what the script's space-to-depth form saves). `projected_sps` is what the parts allow together,
+`update_cap_sps` what the update alone allows with free envs and acting. The emulator row is ALE's own frame
+rate (4 frames an env step), which no wrapper can go below. Nothing else should run meanwhile. Appends to
 results/atari_budget.jsonl.
 """
 import argparse
@@ -59,6 +60,7 @@ def main() -> None:
     obs = torch.from_numpy(np.stack([envs.step(envs.action_space.sample())[0] for _ in range(minibatch // n)]))
     obs = obs.reshape(minibatch, *obs.shape[2:])  # (M, 4, 84, 84) real frames
     actions = torch.randint(0, envs.single_action_space.n, (minibatch,))
+    old_logprobs, advantages, returns = torch.full((minibatch,), -1.0), torch.randn(minibatch), torch.randn(minibatch)
 
     fire = ale.getMinimalActionSet()[1]
 
@@ -70,8 +72,8 @@ def main() -> None:
     def update(agent, optimizer):
         logits, value = agent(obs)
         logprob, entropy = ppo_atari.categorical_logprob_entropy(logits, actions)
-        loss = ppo_atari.ppo_loss(ppo_atari.clipped_surrogate_loss(logprob, logprob.detach() - 0.01, logprob.detach(), 0.1),
-                                  ppo_atari.value_loss(value, torch.zeros(minibatch)), entropy.mean(), 1.0, 0.01)
+        loss = ppo_atari.ppo_loss(ppo_atari.clipped_surrogate_loss(logprob, old_logprobs, advantages, 0.1),
+                                  ppo_atari.value_loss(value, returns), entropy.mean(), 1.0, 0.01)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.5, foreach=True)
