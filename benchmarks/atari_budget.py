@@ -85,7 +85,6 @@ def main() -> None:
                         ("bf16", ppo_atari.Agent(envs.single_action_space.n, bf16=True)),
                         ("fp32_plain_conv1", PlainConv1(envs.single_action_space.n))]:
         agents[name] = agent, torch.optim.Adam(agent.parameters(), lr=1e-4, eps=1e-5, fused=True)
-    for name in agents:
         parts[f"act_{name}"], parts[f"update_{name}"] = [], []
     for r in range(a.rounds):
         parts["emulator_frame"].append(timed(emulate, 4000))
