@@ -8,6 +8,7 @@ Nature CNN shared by the policy and value heads. Any ALE game; other envs belong
     python ppo_atari.py                                   # BreakoutNoFrameskip-v4, 10M steps
     python ppo_atari.py --env-id ALE/Pong-v5 --total-timesteps 1000000
     python ppo_atari.py --help                            # every hyperparameter
+    python ppo_atari.py --resume runs/<run>               # continue a stopped run from its last checkpoint
     tensorboard --logdir runs
 
 What differs from ppo_clip.py: the Atari wrappers, the CNN, uint8 observation storage, acting in torch,
@@ -20,10 +21,12 @@ Conventions, written once:
 - The reported episodic return is the game's score: all lives, rewards unclipped.
 - The paper maximises L; torch minimises, so every `*_loss` below returns -L.
 """
+import dataclasses
 import importlib.util
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -59,7 +62,14 @@ class Args:
     capture_video: bool = False
     """record videos of env 0's game screen to videos/ (needs moviepy)"""
     save_model: bool = False
-    """save the network to runs/<run>/"""
+    """save the final model to <run folder>/<exp_name>.pt, in the checkpoint format"""
+    run_dir: str | None = None
+    """the run folder: TensorBoard, checkpoints, the final model (default runs/<env>__<exp>__<seed>__<time>)"""
+    checkpoint_every: int | None = None
+    """save <run folder>/checkpoint.pt every N iterations; 0 never; by default every 5 minutes of wall time"""
+    resume: str | None = None
+    """continue a run from its checkpoint file or run folder, with the settings it was started with. The envs
+    begin new episodes there, so the rollout in progress when the run stopped is lost"""
     eval_episodes: int = 10
     """whole games played by the trained policy after training (0 skips; not in the paper)"""
     total_timesteps: int = 10_000_000
@@ -96,25 +106,33 @@ class Args:
 
 
 def check_args(args: Args) -> int:
-    """Refuse bad input before any training; return the minibatch size M."""
-    positive = ["total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
-                "learning_rate", "clip_coef", "max_grad_norm", "threads"]
-    for name in positive:
-        if not getattr(args, name) > 0:
-            sys.exit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ["ent_coef", "vf_coef", "eval_episodes"]:
-        if getattr(args, name) < 0:
-            sys.exit(f"error: --{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
-    for name in ["gamma", "gae_lambda"]:
-        if not 0 <= getattr(args, name) <= 1:
-            sys.exit(f"error: --{name.replace('_', '-')} must lie in [0, 1], got {getattr(args, name)}")
+    """Refuse bad input before any training, in one line; return the minibatch size M."""
+    flags = {f"--{name.replace('_', '-')}": value for name, value in vars(args).items()}
+    positive = ["total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "learning_rate",
+                "clip_coef", "max_grad_norm", "threads"]
+    for flag, value in flags.items():
+        name = flag[2:].replace("-", "_")
+        for bad, rule in [(isinstance(value, float) and not math.isfinite(value), "be a finite number"),
+                          (name in positive and not value > 0, "be positive"),
+                          (name in ["ent_coef", "vf_coef", "eval_episodes", "checkpoint_every"] and (value or 0) < 0,
+                           "not be negative"),
+                          (name in ["gamma", "gae_lambda"] and not 0 <= value <= 1, "lie in [0, 1]"),
+                          (name == "seed" and not 0 <= value < 2**32, "lie in [0, 2**32)"),
+                          (name == "exp_name" and "/" in value, "not hold '/', as it names files")]:
+            if bad:
+                sys.exit(f"error: {flag} must {rule}, got {value}")
     batch_size = args.num_envs * args.num_steps
-    if batch_size % args.num_minibatches:
-        sys.exit(f"error: the batch N*T = {batch_size} does not divide into {args.num_minibatches} minibatches")
-    if args.total_timesteps < batch_size:
-        sys.exit(f"error: --total-timesteps {args.total_timesteps} is less than one batch N*T = {batch_size}")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:
-        sys.exit("error: --capture-video needs moviepy: pip install moviepy")
+    for bad, message in [
+            (batch_size % args.num_minibatches, f"the batch N*T = {batch_size} does not divide into "
+                                                f"{args.num_minibatches} minibatches"),
+            (args.total_timesteps < batch_size, f"--total-timesteps {args.total_timesteps} is less than one batch "
+                                                f"N*T = {batch_size}"),
+            (batch_size == args.num_minibatches and args.norm_adv, "minibatches of one sample cannot normalise "
+                                                                   "advantages: use fewer --num-minibatches"),
+            (args.capture_video and not importlib.util.find_spec("moviepy"), "--capture-video needs moviepy: "
+                                                                             "pip install moviepy")]:
+        if bad:
+            sys.exit(f"error: {message}")
     return batch_size // args.num_minibatches
 
 
@@ -174,8 +192,8 @@ def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name:
     batch. Refuses ids that are unknown or not ALE games."""
     try:
         probe = gym.make(env_id, disable_env_checker=True)
-    except gym.error.Error as e:
-        sys.exit(f"error: unknown env id {env_id!r}: {e}")
+    except Exception as e:  # an unknown id, a module that will not import (`mod:Env-v0`), a malformed id
+        sys.exit(f"error: cannot make env {env_id!r}: {(str(e).splitlines() or [type(e).__name__])[0]}")
     is_atari = isinstance(probe.unwrapped, ale_py.AtariEnv)
     probe.close()
     if not is_atari:
@@ -292,10 +310,12 @@ def annealed(args: Args, alpha: float) -> tuple[float, float]:
 # ---- Training ---------------------------------------------------------------------------------
 def main(args: Args) -> dict:
     """Train; return a summary (SPS, episode returns, evaluation) for benchmarks/."""
+    args, ckpt = resume_args(args) if args.resume else (args, None)
     minibatch_size = check_args(args)
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = args.run_dir or f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    args = dataclasses.replace(args, run_dir=run_dir)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -303,15 +323,19 @@ def main(args: Args) -> dict:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(args.threads)
 
-    envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name, args.async_envs)
+    envs = make_envs(args.env_id, args.num_envs, args.capture_video, os.path.basename(run_dir), args.async_envs)
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         sys.exit("error: logging needs tensorboard: pip install tensorboard")
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    try:  # purge_step: a resumed run drops what the stopped one logged after its checkpoint
+        writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
+    except OSError as e:
+        sys.exit(f"error: cannot write the run folder {run_dir}: {e}")
+    if not ckpt:
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
-    agent = Agent(envs.single_action_space.n, args.bf16)
+    agent = agent_from(ckpt) if ckpt else Agent(envs.single_action_space.n, args.bf16)
     # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
 
@@ -324,10 +348,13 @@ def main(args: Args) -> dict:
     rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
     dones = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
 
-    recent_returns = []
-    global_step, start_time = 0, time.time()
-    next_obs, _ = envs.reset(seed=args.seed)
-    for iteration in range(1, num_iterations + 1):
+    start_iteration, global_step, recent_returns = restore(ckpt, optimizer) if ckpt else (0, 0, [])
+    run = RunState(args, ckpt, writer)
+    start_step, start_time = global_step, time.time()
+    # A resumed run's envs begin new games, seeded from the run's seed and iteration: two resumes are one run.
+    next_obs, _ = envs.reset(seed=int(np.random.SeedSequence([args.seed, start_iteration]).generate_state(1)[0])
+                             if ckpt else args.seed)
+    for iteration in range(start_iteration + 1, num_iterations + 1):
         alpha = 1 - (iteration - 1) / num_iterations  # Table 5: alpha anneals linearly from 1 to 0
         lr, clip_coef = annealed(args, alpha)
         optimizer.param_groups[0]["lr"] = lr
@@ -369,6 +396,7 @@ def main(args: Args) -> dict:
 
         # ---- Algorithm 1: optimise the surrogate for K epochs of minibatches of size M ----
         stats = torch.zeros(5)  # sums over minibatches: policy loss, value loss, entropy, approx KL, clip fraction
+        grad_norms, updates = torch.zeros(()), 0
         for epoch in range(args.update_epochs):
             perm = torch.randperm(batch_size)
             for start in range(0, batch_size, minibatch_size):
@@ -385,7 +413,7 @@ def main(args: Args) -> dict:
 
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                grad_norms += nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
                 optimizer.step()
 
                 with torch.no_grad():
@@ -393,13 +421,20 @@ def main(args: Args) -> dict:
                     approx_kl = (log_ratio.exp() - 1 - log_ratio).mean()  # unbiased KL[pi_old, pi] estimate
                     clipfrac = ((log_ratio.exp() - 1).abs() > clip_coef).float().mean()
                     stats += torch.stack([pg_loss, v_loss, entropy_mean, approx_kl, clipfrac])
+                updates += 1
+                if run.stop:  # SIGTERM or Ctrl-C: end the update here, checkpoint below and exit
+                    break
+            if run.stop:
+                break
         # theta_old <- theta happens implicitly: the next rollout samples from the updated network.
+        run.guard(iteration, losses=stats, gradient_norm=grad_norms,
+                  parameters=torch.stack([p.isfinite().all() for p in agent.parameters()]))
 
         # ---- Logging: means over the iteration's K * num_minibatches updates ----
-        stats = (stats / (args.update_epochs * args.num_minibatches)).tolist()
+        stats = (stats / updates).tolist()
         var_returns = b_returns.var().item()
         explained_var = float("nan") if var_returns == 0 else 1 - (b_returns - b_values).var().item() / var_returns
-        sps = int(global_step / (time.time() - start_time))
+        sps = int((global_step - start_step) / (time.time() - start_time))
         for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"], stats):
             writer.add_scalar(f"losses/{tag}", value, global_step)
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
@@ -409,39 +444,164 @@ def main(args: Args) -> dict:
         if iteration % max(1, num_iterations // 20) == 0 or iteration == num_iterations:
             recent = f"{np.mean(recent_returns[-100:]):.1f}" if recent_returns else "n/a"
             print(f"step {global_step:>8}  SPS {sps:>5}  mean game score (last 100 games) {recent}", flush=True)
+        run.save_if_due(iteration, num_iterations, lambda: checkpoint(
+            args, agent, optimizer, iteration, global_step, recent_returns))
     train_time = time.time() - start_time
+    run.close()
     envs.close()
 
     if args.save_model:
-        path = f"runs/{run_name}/{args.exp_name}.pt"
-        torch.save({"model": agent.state_dict(), "args": vars(args)}, path)
+        path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(checkpoint(args, agent, optimizer, num_iterations, global_step, recent_returns), path)
         print(f"model saved to {path}")
     eval_returns = evaluate(agent, args.env_id, args.eval_episodes, args.seed + 10_000)
     if eval_returns:
         writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
         print(f"eval: {np.mean(eval_returns):.1f} +- {np.std(eval_returns):.1f} over {len(eval_returns)} games")
     writer.close()
-    return {"sps": global_step / train_time, "global_step": global_step, "episode_returns": recent_returns,
-            "eval_returns": eval_returns, "run_name": run_name}
+    return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
+            "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": run_dir, "agent": agent}
 
 
 # ---- Evaluation ---------------------------------------------------------------------------------
+EVAL_STEP_CAP = 27_000  # Atari's 108,000 frames
+
+
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> list:
     """Scores of whole games (all lives, unclipped) with the policy sampled as in training. Not the
-    likeliest action, as ppo_clip.py does: a deterministic Atari policy can repeat itself forever."""
+    likeliest action, as ppo_clip.py does: a deterministic Atari policy can repeat itself forever. A game
+    still going after EVAL_STEP_CAP steps counts with its score so far."""
     if episodes == 0:
         return []
     env = make_envs(env_id, 1)
+    # Not the id's max_episode_steps, as ppo_clip.py: make_env's frameskip=1 puts that TimeLimit on frames,
+    # and it (like the ALE's own limit, 108,000 frames for the v4 and v5 ids) ends the game by itself.
     returns = []
     obs, _ = env.reset(seed=seed)
+    ep_length = 0
     while len(returns) < episodes:
         with torch.inference_mode():
             action = agent.act(torch.from_numpy(obs))[0]
         obs, _, _, _, info = env.step(action.numpy())
+        ep_length += 1
         if "final_info" in info and "episode" in info["final_info"]:
             returns.append(float(info["final_info"]["episode"]["r"][0]))
+            ep_length = 0
+        elif ep_length == EVAL_STEP_CAP:
+            print(f"evaluation: episode {len(returns) + 1} ended by the cap of {EVAL_STEP_CAP} steps", flush=True)
+            # The unclipped score so far, from RecordEpisodeStatistics (the env's rewards are sign-clipped).
+            returns.append(float(env.envs[0].get_wrapper_attr("episode_returns")))
+            obs, _ = env.reset(seed=seed + len(returns))  # a seed starts a new game, not the next life
+            ep_length = 0
     env.close()
     return returns
+
+
+# ---- Run management: checkpoints, resume, pre-emption, the divergence guard ----------------------------
+CHECKPOINT_MINUTES = 5  # the default interval between checkpoints, in wall time
+RESUME_FLAGS = {"resume", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "threads", "async_envs"}
+
+
+def checkpoint(args, agent, optimizer, iteration, global_step, recent_returns) -> dict:
+    """All a run needs to act and to continue, as CPU tensors and plain Python values: plain torch.load reads it."""
+    np_rng = np.random.get_state()
+    return {"script": "ppo_atari", "env_id": args.env_id, "args": vars(args), "model": agent.state_dict(),
+            "action_space": int(agent.actor.out_features), "optimizer": optimizer.state_dict(), "iteration": iteration,
+            "global_step": global_step, "recent_returns": recent_returns[-100:],
+            "rng": [random.getstate(), torch.get_rng_state(), (np_rng[0], np_rng[1].tolist(), *np_rng[2:]),
+                    torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []]}
+
+
+def save_checkpoint(ckpt: dict, path: str) -> None:
+    """Write a temporary file, then rename it over the old one: a kill during a save leaves the last one whole."""
+    with open(path + ".tmp", "wb") as f:
+        torch.save(ckpt, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint of this script, from its file or its run folder, or one line and exit."""
+    path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
+    try:
+        ckpt = torch.load(path)
+    except Exception as e:  # missing, truncated, or not a checkpoint at all
+        sys.exit(f"error: cannot read checkpoint {path}: {(str(e).splitlines() or [type(e).__name__])[0]}")
+    if not isinstance(ckpt, dict) or ckpt.get("script") != "ppo_atari" or set(ckpt["args"]) != set(vars(Args())):
+        sys.exit(f"error: {path} is not a checkpoint of this ppo_atari.py")
+    return ckpt | {"path": path}
+
+
+def resume_args(args: Args) -> tuple[Args, dict]:
+    """The checkpoint's Args, in its folder. Other flags would break the schedules: refused unless they repeat it."""
+    ckpt, default = load_checkpoint(args.resume), Args()
+    saved = Args(**ckpt["args"])
+    for name, value in vars(args).items():
+        if name not in RESUME_FLAGS and value not in (getattr(default, name), getattr(saved, name)):
+            sys.exit(f"error: --{name.replace('_', '-')} cannot change on --resume (the run keeps its settings)")
+    kept = {name: getattr(args, name) for name in RESUME_FLAGS if getattr(args, name) != getattr(default, name)}
+    return dataclasses.replace(saved, **kept, run_dir=os.path.dirname(ckpt["path"])), ckpt
+
+
+def agent_from(ckpt: dict) -> Agent:
+    """The trained agent, from a checkpoint alone."""
+    agent = Agent(ckpt["action_space"], ckpt["args"]["bf16"])
+    agent.load_state_dict(ckpt["model"])
+    return agent
+
+
+def restore(ckpt: dict, optimizer) -> tuple[int, int, list]:
+    """Load the optimizer and RNG states in place; return the iteration, global step and recent returns."""
+    optimizer.load_state_dict(ckpt["optimizer"])
+    python, torch_state, (name, key, *rest), cuda = ckpt["rng"]
+    random.setstate(python)
+    torch.set_rng_state(torch_state)
+    np.random.set_state((name, np.array(key, np.uint32), *rest))
+    if torch.cuda.is_available() and cuda:
+        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
+    print(f"resumed from {ckpt['path']} at step {ckpt['global_step']}; the envs begin new episodes", flush=True)
+    return ckpt["iteration"], ckpt["global_step"], ckpt["recent_returns"]
+
+
+class RunState:
+    """A run's folder, periodic checkpoints, stop signals (SIGTERM, Ctrl-C) and divergence guard."""
+
+    def __init__(self, args: Args, ckpt: dict | None, writer):
+        self.every, self.path = args.checkpoint_every, os.path.join(args.run_dir, "checkpoint.pt")
+        self.last = (ckpt["path"], ckpt["iteration"]) if ckpt else None  # the last good checkpoint
+        self.saved_at, self.stop, self.writer = time.time(), None, writer
+        for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
+            signal.signal(sig, self.on_signal)
+
+    def on_signal(self, signum, frame):
+        if self.stop:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.stop = signum
+
+    def guard(self, iteration: int, **quantities: torch.Tensor) -> None:
+        """Stop on a non-finite loss, gradient norm or parameter, before a checkpoint can hold it."""
+        for name, value in quantities.items():
+            if not value.isfinite().all():
+                last = f"last good checkpoint {self.last[0]} (iteration {self.last[1]})" if self.last else "no checkpoint yet"
+                sys.exit(f"error: training diverged at iteration {iteration}: non-finite {name}; {last}")
+
+    def save_if_due(self, iteration: int, last_iteration: int, make_checkpoint) -> None:
+        """Save every `every` iterations (by default every CHECKPOINT_MINUTES), at the end and on a stop signal."""
+        due = iteration == last_iteration or (iteration % self.every == 0 if self.every else
+                                              time.time() - self.saved_at >= 60 * CHECKPOINT_MINUTES)
+        if self.stop or due and self.every != 0:
+            self.writer.flush()  # TensorBoard holds every step up to the checkpoint, even if the run is killed
+            save_checkpoint(make_checkpoint(), self.path)
+            self.last, self.saved_at = (self.path, iteration), time.time()
+        if self.stop:
+            print(f"stopped by {signal.Signals(self.stop).name} at iteration {iteration}; continue with: "
+                  f"python ppo_atari.py --resume {os.path.dirname(self.path)}", file=sys.stderr, flush=True)
+            sys.exit(128 + self.stop)
+
+    def close(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ doubles it if d > d_targ * 1.5; the next update uses the new beta.
     python ppo_kl_adaptive.py --env-id Hopper-v4                          # adaptive beta, d_targ 0.01
     python ppo_kl_adaptive.py --env-id Hopper-v4 --no-adaptive-beta --init-beta 3   # fixed beta
     python ppo_kl_adaptive.py --no-adaptive-beta --init-beta 0            # L^CPI: no clipping or penalty
+    python ppo_kl_adaptive.py --resume runs/<run>                         # continue a stopped run
     tensorboard --logdir runs
 
 Conventions, written once:
@@ -19,10 +20,12 @@ Conventions, written once:
 - The paper maximises L; torch minimises, so every `*_loss` below returns -L.
 - Every KL here is KL[pi_old, pi_theta], old first, as in eq. (8) and Section 4.
 """
+import dataclasses
 import importlib.util
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -49,7 +52,14 @@ class Args:
     capture_video: bool = False
     """record videos of env 0 to videos/ (needs moviepy; MuJoCo needs MUJOCO_GL=egl or osmesa)"""
     save_model: bool = False
-    """save the networks and observation statistics to runs/<run>/"""
+    """save the final model to <run folder>/<exp_name>.pt, in the checkpoint format"""
+    run_dir: str | None = None
+    """the run folder: TensorBoard, checkpoints, the final model (default runs/<env>__<exp>__<seed>__<time>)"""
+    checkpoint_every: int | None = None
+    """save <run folder>/checkpoint.pt every N iterations; 0 never; by default every 5 minutes of wall time"""
+    resume: str | None = None
+    """continue a run from its checkpoint file or run folder, with the settings it was started with. The envs
+    begin new episodes there, so the rollout in progress when the run stopped is lost"""
     eval_episodes: int = 10
     """episodes with the deterministic policy after training (0 skips; not in the paper)"""
     total_timesteps: int = 1_000_000
@@ -90,23 +100,35 @@ class Args:
 
 
 def check_args(args: Args) -> int:
-    """Refuse bad input before any training; return the minibatch size M."""
-    positive = ["total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
-                "learning_rate", "kl_target", "max_grad_norm", "threads"]
-    for name in positive:
+    """Refuse bad input before any training, in one line; return the minibatch size M."""
+    def refuse(name, rule):
+        sys.exit(f"error: --{name.replace('_', '-')} must {rule}, got {getattr(args, name)}")
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            refuse(name, "be a finite number")
+    for name in ["total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "learning_rate",
+                 "kl_target", "max_grad_norm", "threads"]:
         if not getattr(args, name) > 0:
-            sys.exit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ["ent_coef", "vf_coef", "eval_episodes", "init_beta"]:
-        if getattr(args, name) < 0:
-            sys.exit(f"error: --{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+            refuse(name, "be positive")
+    for name in ["ent_coef", "vf_coef", "eval_episodes", "init_beta", "seed", "checkpoint_every"]:
+        if (getattr(args, name) or 0) < 0:  # checkpoint_every None: every few minutes
+            refuse(name, "not be negative")
     for name in ["gamma", "gae_lambda"]:
         if not 0 <= getattr(args, name) <= 1:
-            sys.exit(f"error: --{name.replace('_', '-')} must lie in [0, 1], got {getattr(args, name)}")
+            refuse(name, "lie in [0, 1]")
+    if args.seed >= 2**32:
+        refuse("seed", "be less than 2**32")
+    if "/" in args.exp_name:
+        refuse("exp_name", "not hold '/', as it names files")
+    if args.init_beta == 0 and args.adaptive_beta:
+        refuse("init_beta", "be positive for the adaptive rule, which only halves or doubles it")
     batch_size = args.num_envs * args.num_steps
     if batch_size % args.num_minibatches:
         sys.exit(f"error: the batch N*T = {batch_size} does not divide into {args.num_minibatches} minibatches")
     if args.total_timesteps < batch_size:
         sys.exit(f"error: --total-timesteps {args.total_timesteps} is less than one batch N*T = {batch_size}")
+    if batch_size == args.num_minibatches and args.norm_adv:
+        sys.exit("error: minibatches of one sample cannot normalise advantages: use fewer --num-minibatches")
     if args.capture_video and importlib.util.find_spec("moviepy") is None:
         sys.exit("error: --capture-video needs moviepy: pip install moviepy")
     return batch_size // args.num_minibatches
@@ -127,14 +149,18 @@ def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name:
                 env = gym.wrappers.FlattenObservation(env)  # e.g. a Discrete observation becomes one-hot
             return env
         return make
+    if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
+        sys.exit(f"error: {env_id} is an Atari game: train it with ppo_atari.py")
     try:
         envs = gym.vector.SyncVectorEnv([thunk(i) for i in range(num_envs)],
                                         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     except gym.error.DependencyNotInstalled as e:
         sys.exit(f"error: {env_id} needs a missing dependency: {str(e).splitlines()[0]}")
-    except gym.error.Error as e:
-        sys.exit(f"error: unknown env id {env_id!r}: {e}")
+    except Exception as e:  # an unknown id, a module that will not import (`mod:Env-v0`), a malformed id
+        sys.exit(f"error: cannot make env {env_id!r}: {(str(e).splitlines() or [type(e).__name__])[0]}")
     space = envs.single_action_space
+    if isinstance(space, gym.spaces.Discrete) and space.start != 0:
+        sys.exit(f"error: {env_id}'s Discrete actions start at {space.start}; ppo_kl_adaptive.py needs them to start at 0")
     if not (isinstance(space, gym.spaces.Discrete) or isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
         sys.exit(f"error: {env_id} has a {type(space).__name__} action space of shape {space.shape}; "
                  "ppo_kl_adaptive.py handles Discrete and one-dimensional Box")
@@ -180,7 +206,7 @@ class Agent(nn.Module):
 
     def __init__(self, obs_dim: int, action_space: gym.Space, init_log_std: float = Args.init_log_std):
         super().__init__()
-        self.continuous = isinstance(action_space, gym.spaces.Box)
+        self.continuous, self.action_space = isinstance(action_space, gym.spaces.Box), action_space
         n_out = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
         self.actor = mlp(obs_dim, n_out, head_gain=0.01)  # near-zero head: a near-uniform first policy
         self.critic = mlp(obs_dim, 1, head_gain=1.0)
@@ -311,10 +337,12 @@ def ppo_loss(pg_loss, v_loss, entropy, vf_coef, ent_coef):
 # ---- Training ---------------------------------------------------------------------------------
 def main(args: Args) -> dict:
     """Train; return a summary (SPS, episode returns, evaluation) for benchmarks/."""
+    args, ckpt = resume_args(args) if args.resume else (args, None)
     minibatch_size = check_args(args)
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = args.run_dir or f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    args = dataclasses.replace(args, run_dir=run_dir)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -323,19 +351,23 @@ def main(args: Args) -> dict:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(args.threads)
 
-    envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
+    envs = make_envs(args.env_id, args.num_envs, args.capture_video, os.path.basename(run_dir))
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         sys.exit("error: logging needs tensorboard: pip install tensorboard")
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    try:  # purge_step: a resumed run drops what the stopped one logged after its checkpoint
+        writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
+    except OSError as e:
+        sys.exit(f"error: cannot write the run folder {run_dir}: {e}")
+    if not ckpt:
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     obs_dim = envs.single_observation_space.shape[0]
-    agent = Agent(obs_dim, envs.single_action_space, args.init_log_std)
+    agent, obs_rms = agent_from(ckpt) if ckpt else (Agent(obs_dim, envs.single_action_space, args.init_log_std),
+                                                    RunningMeanStd(obs_dim))
     # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
-    obs_rms = RunningMeanStd(obs_dim)
     action_shape = envs.single_action_space.shape
     low, high = (envs.single_action_space.low, envs.single_action_space.high) if agent.continuous else (None, None)
 
@@ -348,11 +380,14 @@ def main(args: Args) -> dict:
     dones = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
 
     ep_return, ep_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    recent_returns = []
-    global_step, start_time = 0, time.time()
-    beta = args.init_beta
-    next_raw_obs, _ = envs.reset(seed=args.seed)
-    for iteration in range(1, num_iterations + 1):
+    start_iteration, global_step, recent_returns = restore(ckpt, optimizer, rng) if ckpt else (0, 0, [])
+    beta = ckpt["beta"] if ckpt else args.init_beta
+    run = RunState(args, ckpt, writer)
+    start_step, start_time = global_step, time.time()
+    # A resumed run's envs begin new episodes, seeded from the run's seed and iteration: two resumes are one run.
+    next_raw_obs, _ = envs.reset(seed=int(np.random.SeedSequence([args.seed, start_iteration]).generate_state(1)[0])
+                                 if ckpt else args.seed)
+    for iteration in range(start_iteration + 1, num_iterations + 1):
         # Linear annealing from 1 to 0 over training (alpha in Table 5), as the paper's original MuJoCo code
         # (OpenAI baselines' ppo1, schedule="linear") annealed the stepsize.
         alpha = 1 - (iteration - 1) / num_iterations
@@ -378,7 +413,7 @@ def main(args: Args) -> dict:
             for i in np.flatnonzero(terminated | truncated):
                 writer.add_scalar("charts/episodic_return", ep_return[i], global_step)
                 writer.add_scalar("charts/episodic_length", ep_length[i], global_step)
-                recent_returns.append(ep_return[i])
+                recent_returns.append(float(ep_return[i]))
                 ep_return[i], ep_length[i] = 0, 0
 
         with torch.inference_mode():
@@ -403,6 +438,7 @@ def main(args: Args) -> dict:
 
         # ---- Algorithm 1: optimise the surrogate for K epochs of minibatches of size M ----
         stats = torch.zeros(4)  # sums over minibatches: policy loss, value loss, entropy, approx KL
+        grad_norms, updates = torch.zeros(()), 0
         for epoch in range(args.update_epochs):
             perm = torch.randperm(batch_size)
             # One gather per epoch; the minibatches are then contiguous slices of the shuffled batch.
@@ -422,14 +458,21 @@ def main(args: Args) -> dict:
 
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                grad_norms += nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
                 optimizer.step()
 
                 with torch.no_grad():
                     log_ratio = new_logprob - s_logprobs[mb]
                     approx_kl = (log_ratio.exp() - 1 - log_ratio).mean()  # ppo_clip.py's estimate, to compare
                     stats += torch.stack([pg_loss, v_loss, entropy_mean, approx_kl])
+                updates += 1
+                if run.stop:  # SIGTERM or Ctrl-C: end the update here, checkpoint below and exit
+                    break
+            if run.stop:
+                break
         # theta_old <- theta happens implicitly: the next rollout samples from the updated networks.
+        run.guard(iteration, losses=stats, gradient_norm=grad_norms,
+                  parameters=torch.stack([p.isfinite().all() for p in agent.parameters()]))
 
         # ---- Section 4: d = E_t[KL[pi_old, pi]] over the whole batch after all K epochs sets the next beta ----
         with torch.no_grad():
@@ -439,10 +482,10 @@ def main(args: Args) -> dict:
             beta = update_beta(beta, d, args.kl_target)
 
         # ---- Logging: means over the iteration's K * num_minibatches updates ----
-        stats = (stats / (args.update_epochs * args.num_minibatches)).tolist()
+        stats = (stats / updates).tolist()
         var_returns = b_returns.var().item()
         explained_var = float("nan") if var_returns == 0 else 1 - (b_returns - b_values).var().item() / var_returns
-        sps = int(global_step / (time.time() - start_time))
+        sps = int((global_step - start_step) / (time.time() - start_time))
         for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl"], stats):
             writer.add_scalar(f"losses/{tag}", value, global_step)
         writer.add_scalar("losses/kl", d, global_step)
@@ -453,44 +496,166 @@ def main(args: Args) -> dict:
         if iteration % max(1, num_iterations // 20) == 0 or iteration == num_iterations:
             recent = f"{np.mean(recent_returns[-100:]):.1f}" if recent_returns else "n/a"
             print(f"step {global_step:>8}  SPS {sps:>5}  mean return (last 100 episodes) {recent}", flush=True)
+        run.save_if_due(iteration, num_iterations, lambda: checkpoint(
+            args, agent, optimizer, obs_rms, rng, iteration, global_step, recent_returns, beta))
     train_time = time.time() - start_time
+    run.close()
     envs.close()
 
     if args.save_model:
-        path = f"runs/{run_name}/{args.exp_name}.pt"
-        torch.save({"model": agent.state_dict(), "obs_mean": obs_rms.mean, "obs_var": obs_rms.var,
-                    "obs_count": obs_rms.count, "args": vars(args)}, path)
+        path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(checkpoint(args, agent, optimizer, obs_rms, rng, num_iterations, global_step, recent_returns,
+                                   beta), path)
         print(f"model saved to {path}")
     eval_returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000)
     if eval_returns:
         writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
         print(f"eval: {np.mean(eval_returns):.1f} +- {np.std(eval_returns):.1f} over {len(eval_returns)} episodes")
     writer.close()
-    return {"sps": global_step / train_time, "global_step": global_step, "episode_returns": recent_returns,
-            "eval_returns": eval_returns, "run_name": run_name}
+    return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
+            "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": run_dir,
+            "agent": agent, "obs_rms": obs_rms}
 
 
 # ---- Evaluation ---------------------------------------------------------------------------------
+EVAL_STEP_CAP = 27_000  # Atari's 108,000 frames
+
+
 def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, seed: int) -> list:
     """Returns of whole episodes with the deterministic policy (the Gaussian mean or the likeliest action)
-    and the observation statistics frozen as training left them."""
+    and the observation statistics frozen as training left them. An env without a time limit gets one of
+    EVAL_STEP_CAP steps, or a policy that never ends an episode would never return."""
     if episodes == 0:
         return []
     env = make_envs(env_id, 1)
+    cap = env.envs[0].spec.max_episode_steps or EVAL_STEP_CAP
     returns = []
     obs, _ = env.reset(seed=seed)
-    ep_return = 0.0
+    ep_return, ep_length = 0.0, 0
     while len(returns) < episodes:
         action = agent.act(obs_rms.normalize(obs), None, deterministic=True)
         if agent.continuous:
             action = np.clip(action, env.single_action_space.low, env.single_action_space.high)
         obs, reward, terminated, truncated, _ = env.step(action)
-        ep_return += reward[0]
-        if terminated[0] or truncated[0]:
+        ep_return, ep_length = ep_return + reward[0], ep_length + 1
+        if terminated[0] or truncated[0] or ep_length == cap:
+            if not (terminated[0] or truncated[0]):
+                print(f"evaluation: episode {len(returns) + 1} ended by the cap of {cap} steps", flush=True)
+                obs, _ = env.reset()
             returns.append(float(ep_return))
-            ep_return = 0.0
+            ep_return, ep_length = 0.0, 0
     env.close()
     return returns
+
+
+# ---- Run management: checkpoints, resume, pre-emption, the divergence guard ----------------------------
+CHECKPOINT_MINUTES = 5  # the default interval between checkpoints, in wall time
+RESUME_FLAGS = {"resume", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "threads"}
+
+
+def checkpoint(args, agent, optimizer, obs_rms, rng, iteration, global_step, recent_returns, beta) -> dict:
+    """All a run needs to act and to continue, as CPU tensors and plain Python values: plain torch.load reads it."""
+    space, np_rng = agent.action_space, np.random.get_state()
+    return {"script": "ppo_kl_adaptive", "env_id": args.env_id, "args": vars(args), "model": agent.state_dict(),
+            "obs_rms": [torch.from_numpy(obs_rms.mean), torch.from_numpy(obs_rms.var), float(obs_rms.count)],
+            "action_space": [torch.from_numpy(space.low), torch.from_numpy(space.high)] if agent.continuous
+            else int(space.n), "optimizer": optimizer.state_dict(), "iteration": iteration, "global_step": global_step,
+            "recent_returns": recent_returns[-100:], "beta": beta, "rng": [random.getstate(), torch.get_rng_state(),
+                                                             (np_rng[0], np_rng[1].tolist(), *np_rng[2:]), rng.bit_generator.state]}
+
+
+def save_checkpoint(ckpt: dict, path: str) -> None:
+    """Write a temporary file, then rename it over the old one: a kill during a save leaves the last one whole."""
+    with open(path + ".tmp", "wb") as f:
+        torch.save(ckpt, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint of this script, from its file or its run folder, or one line and exit."""
+    path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
+    try:
+        ckpt = torch.load(path)
+    except Exception as e:  # missing, truncated, or not a checkpoint at all
+        sys.exit(f"error: cannot read checkpoint {path}: {(str(e).splitlines() or [type(e).__name__])[0]}")
+    if not isinstance(ckpt, dict) or ckpt.get("script") != "ppo_kl_adaptive" or set(ckpt["args"]) != set(vars(Args())):
+        sys.exit(f"error: {path} is not a checkpoint of this ppo_kl_adaptive.py")
+    return ckpt | {"path": path}
+
+
+def resume_args(args: Args) -> tuple[Args, dict]:
+    """The checkpoint's Args, in its folder. Other flags would break the schedules: refused unless they repeat it."""
+    ckpt, default = load_checkpoint(args.resume), Args()
+    saved = Args(**ckpt["args"])
+    for name, value in vars(args).items():
+        if name not in RESUME_FLAGS and value not in (getattr(default, name), getattr(saved, name)):
+            sys.exit(f"error: --{name.replace('_', '-')} cannot change on --resume (the run keeps its settings)")
+    kept = {name: getattr(args, name) for name in RESUME_FLAGS if getattr(args, name) != getattr(default, name)}
+    return dataclasses.replace(saved, **kept, run_dir=os.path.dirname(ckpt["path"])), ckpt
+
+
+def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
+    """The trained agent and its frozen observation statistics, from a checkpoint alone."""
+    obs_rms = RunningMeanStd(len(ckpt["obs_rms"][0]))
+    obs_rms.mean, obs_rms.var, obs_rms.count = ckpt["obs_rms"][0].numpy(), ckpt["obs_rms"][1].numpy(), ckpt["obs_rms"][2]
+    space = ckpt["action_space"]
+    agent = Agent(len(obs_rms.mean), gym.spaces.Box(space[0].numpy(), space[1].numpy()) if isinstance(space, list)
+                  else gym.spaces.Discrete(space))
+    agent.load_state_dict(ckpt["model"])  # in place, so act()'s numpy views stay valid
+    return agent, obs_rms
+
+
+def restore(ckpt: dict, optimizer, rng: np.random.Generator) -> tuple[int, int, list]:
+    """Load the optimizer and RNG states in place; return the iteration, global step and recent returns."""
+    optimizer.load_state_dict(ckpt["optimizer"])
+    python, torch_state, (name, key, *rest), rng.bit_generator.state = ckpt["rng"]
+    random.setstate(python)
+    torch.set_rng_state(torch_state)
+    np.random.set_state((name, np.array(key, np.uint32), *rest))
+    print(f"resumed from {ckpt['path']} at step {ckpt['global_step']}; the envs begin new episodes", flush=True)
+    return ckpt["iteration"], ckpt["global_step"], ckpt["recent_returns"]
+
+
+class RunState:
+    """A run's folder, periodic checkpoints, stop signals (SIGTERM, Ctrl-C) and divergence guard."""
+
+    def __init__(self, args: Args, ckpt: dict | None, writer):
+        self.every, self.path = args.checkpoint_every, os.path.join(args.run_dir, "checkpoint.pt")
+        self.last = (ckpt["path"], ckpt["iteration"]) if ckpt else None  # the last good checkpoint
+        self.saved_at, self.stop, self.writer = time.time(), None, writer
+        for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
+            signal.signal(sig, self.on_signal)
+
+    def on_signal(self, signum, frame):
+        if self.stop:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.stop = signum
+
+    def guard(self, iteration: int, **quantities: torch.Tensor) -> None:
+        """Stop on a non-finite loss, gradient norm or parameter, before a checkpoint can hold it."""
+        for name, value in quantities.items():
+            if not value.isfinite().all():
+                last = f"last good checkpoint {self.last[0]} (iteration {self.last[1]})" if self.last else "no checkpoint yet"
+                sys.exit(f"error: training diverged at iteration {iteration}: non-finite {name}; {last}")
+
+    def save_if_due(self, iteration: int, last_iteration: int, make_checkpoint) -> None:
+        """Save every `every` iterations (by default every CHECKPOINT_MINUTES), at the end and on a stop signal."""
+        due = iteration == last_iteration or (iteration % self.every == 0 if self.every else
+                                              time.time() - self.saved_at >= 60 * CHECKPOINT_MINUTES)
+        if self.stop or due and self.every != 0:
+            self.writer.flush()  # TensorBoard holds every step up to the checkpoint, even if the run is killed
+            save_checkpoint(make_checkpoint(), self.path)
+            self.last, self.saved_at = (self.path, iteration), time.time()
+        if self.stop:
+            print(f"stopped by {signal.Signals(self.stop).name} at iteration {iteration}; continue with: "
+                  f"python ppo_kl_adaptive.py --resume {os.path.dirname(self.path)}", file=sys.stderr, flush=True)
+            sys.exit(128 + self.stop)
+
+    def close(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,24 @@ class MultiDiscreteEnv(ConstantEnv):
     action_space = gym.spaces.MultiDiscrete([2, 2])
 
 
+class EndlessEnv(ConstantEnv):
+    """ConstantEnv that never ends an episode, registered with no time limit (like CliffWalking-v1)."""
+
+    def step(self, action):
+        return np.ones(1), 1.0, False, False, {}
+
+
+class EndlessBoxEnv(EndlessEnv):
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+
+class DiscreteStartEnv(ConstantEnv):
+    action_space = gym.spaces.Discrete(2, start=1)
+
+
 gym.register("Constant-v0", entry_point=ConstantEnv, max_episode_steps=3)
 gym.register("ConstantBox-v0", entry_point=ConstantBoxEnv, max_episode_steps=3)
 gym.register("MultiDiscrete-v0", entry_point=MultiDiscreteEnv, max_episode_steps=3)
+gym.register("Endless-v0", entry_point=EndlessEnv)
+gym.register("EndlessBox-v0", entry_point=EndlessBoxEnv)
+gym.register("DiscreteStart-v0", entry_point=DiscreteStartEnv, max_episode_steps=3)

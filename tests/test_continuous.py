@@ -102,7 +102,7 @@ def test_checkpoint_acts_identically_in_a_fresh_process(tmp_path, monkeypatch):
     raw = np.random.default_rng(2).normal(scale=3.0, size=(6, 3))  # Pendulum observations, unnormalised
     np.save("raw.npy", raw)
     code = ("import json, sys, numpy as np; sys.path.insert(0, sys.argv[1]); import ppo_continuous as m; "
-            "agent, rms = m.load_checkpoint(sys.argv[2]); raw = np.load('raw.npy'); "
+            "import torch; agent, rms = m.agent_from(torch.load(sys.argv[2])); raw = np.load('raw.npy'); "
             "print(json.dumps({'mean': agent.act(rms.normalize(raw), None, deterministic=True).tolist(), "
             "'sample': agent.act(rms.normalize(raw), np.random.default_rng(5)).tolist(), "
             "'obs_mean': rms.mean.tolist(), 'obs_var': rms.var.tolist(), 'clip': rms.clip}))")

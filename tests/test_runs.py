@@ -143,7 +143,7 @@ def test_env_gets_the_clipped_action_and_the_batch_keeps_the_sample(name, tmp_pa
 
 
 BAD_INPUT = [
-    (["--env-id", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+    (["--env-id", "NoSuchEnv-v0"], "cannot make env 'NoSuchEnv-v0'"),
     (["--env-id", "tests.envs:MultiDiscrete-v0"], "MultiDiscrete action space"),
     (["--num-minibatches", "7"], "does not divide"),
     (["--total-timesteps", "0"], "--total-timesteps must be positive"),
