@@ -471,8 +471,8 @@ def main(args: Args) -> dict:
             if run.stop:
                 break
         # theta_old <- theta happens implicitly: the next rollout samples from the updated networks.
-        run.guard(iteration, losses=stats, gradient_norm=grad_norms,
-                  parameters=torch.stack([p.isfinite().all() for p in agent.parameters()]))
+        run.guard(iteration, beta=torch.tensor(beta, dtype=torch.float32), losses=stats, gradient_norm=grad_norms,
+                  parameters=torch.stack([p.isfinite().all() for p in agent.parameters()]))  # beta as the loss sees it
 
         # ---- Section 4: d = E_t[KL[pi_old, pi]] over the whole batch after all K epochs sets the next beta ----
         with torch.no_grad():

@@ -11,7 +11,6 @@ goes to benchmarks/results/curves/, the summary to benchmarks/results/learning.j
 this command), with the machine and package versions beside the figures.
 """
 import argparse
-import glob
 import json
 import os
 import platform
@@ -63,7 +62,12 @@ def record(filename: str, row: dict) -> None:
 def curve_name(script: str, env_id: str, extra: str, seed: int) -> str:
     """File name of one run's learning curve; extra flags, if any, become part of it."""
     flags = "_".join(f[2:] if f.startswith("--") else f for f in extra.split())
-    return f"{script}_{env_id}{'_' + flags if flags else ''}_seed{seed}.csv"
+    return f"{script}_{file_safe(env_id)}{'_' + flags if flags else ''}_seed{seed}.csv"
+
+
+def file_safe(env_id: str) -> str:
+    """An env id as part of a file name: `ALE/Pong-v5` becomes `ALE-Pong-v5`."""
+    return env_id.replace("/", "-")
 
 
 def save_curve(curve: np.ndarray, script: str, env_id: str, extra: str, seed: int) -> str:
@@ -96,11 +100,12 @@ def main() -> None:
     os.makedirs(workdir, exist_ok=True)
 
     def run(seed: int) -> str:
+        run_dir = os.path.join(workdir, "runs", f"{file_safe(a.env_id)}__{a.script}-{tag}__{seed}")
         cmd = [sys.executable, os.path.join(ROOT, f"{a.script}.py"), "--env-id", a.env_id, "--seed", str(seed),
-               "--total-timesteps", str(a.total_timesteps), "--exp-name", f"{a.script}-{tag}", *a.extra.split()]
-        with open(os.path.join(workdir, f"{a.script}_{a.env_id}_{seed}.log"), "w") as log:
+               "--total-timesteps", str(a.total_timesteps), "--exp-name", f"{a.script}-{tag}", "--run-dir", run_dir,
+               *a.extra.split()]
+        with open(os.path.join(workdir, f"{a.script}_{file_safe(a.env_id)}_{seed}.log"), "w") as log:
             subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, check=True)
-        (run_dir,) = glob.glob(os.path.join(workdir, "runs", f"{a.env_id}__{a.script}-{tag}__{seed}__*"))
         return run_dir
 
     start = time.time()
