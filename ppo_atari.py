@@ -107,11 +107,9 @@ class Args:
 
 def check_args(args: Args) -> int:
     """Refuse bad input before any training, in one line; return the minibatch size M."""
-    flags = {f"--{name.replace('_', '-')}": value for name, value in vars(args).items()}
     positive = ["total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "learning_rate",
                 "clip_coef", "max_grad_norm", "threads"]
-    for flag, value in flags.items():
-        name = flag[2:].replace("-", "_")
+    for name, value in vars(args).items():
         for bad, rule in [(isinstance(value, float) and not math.isfinite(value), "be a finite number"),
                           (name in positive and not value > 0, "be positive"),
                           (name in ["ent_coef", "vf_coef", "eval_episodes", "checkpoint_every"] and (value or 0) < 0,
@@ -120,7 +118,7 @@ def check_args(args: Args) -> int:
                           (name == "seed" and not 0 <= value < 2**32, "lie in [0, 2**32)"),
                           (name == "exp_name" and "/" in value, "not hold '/', as it names files")]:
             if bad:
-                sys.exit(f"error: {flag} must {rule}, got {value}")
+                sys.exit(f"error: --{name.replace('_', '-')} must {rule}, got {value}")
     batch_size = args.num_envs * args.num_steps
     for bad, message in [
             (batch_size % args.num_minibatches, f"the batch N*T = {batch_size} does not divide into "
@@ -199,11 +197,13 @@ def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name:
     if not is_atari:
         sys.exit(f"error: {env_id} is not an Atari (ALE) game; ppo_atari.py trains only those, "
                  "use ppo_clip.py for other envs")
-    fns = [lambda i=i: make_env(env_id, f"videos/{run_name}" if capture_video and i == 0 else None)
-           for i in range(num_envs)]
+    def make(i: int) -> gym.Env:
+        if async_envs:  # in a worker: a terminal's Ctrl-C reaches every process; the main process handles it
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return make_env(env_id, f"videos/{run_name}" if capture_video and i == 0 else None)
     vector = gym.vector.AsyncVectorEnv if async_envs else gym.vector.SyncVectorEnv
     try:
-        return vector(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        return vector([lambda i=i: make(i) for i in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     except gym.error.DependencyNotInstalled as e:
         sys.exit(f"error: {env_id} needs a missing dependency: {str(e).splitlines()[0]}")
 
@@ -324,12 +324,11 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
 
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, os.path.basename(run_dir), args.async_envs)
-    try:
+    try:  # purge_step: a resumed run drops what the stopped one logged after its checkpoint
         from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
     except ImportError:
         sys.exit("error: logging needs tensorboard: pip install tensorboard")
-    try:  # purge_step: a resumed run drops what the stopped one logged after its checkpoint
-        writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
     except OSError as e:
         sys.exit(f"error: cannot write the run folder {run_dir}: {e}")
     if not ckpt:
@@ -459,8 +458,8 @@ def main(args: Args) -> dict:
         writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
         print(f"eval: {np.mean(eval_returns):.1f} +- {np.std(eval_returns):.1f} over {len(eval_returns)} games")
     writer.close()
-    return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
-            "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": run_dir, "agent": agent}
+    return {"sps": (global_step - start_step) / train_time, "global_step": global_step, "episode_returns": recent_returns,
+            "eval_returns": eval_returns, "run_dir": run_dir, "agent": agent}
 
 
 # ---- Evaluation ---------------------------------------------------------------------------------
@@ -470,29 +469,24 @@ EVAL_STEP_CAP = 27_000  # Atari's 108,000 frames
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> list:
     """Scores of whole games (all lives, unclipped) with the policy sampled as in training. Not the
     likeliest action, as ppo_clip.py does: a deterministic Atari policy can repeat itself forever. A game
-    still going after EVAL_STEP_CAP steps counts with its score so far."""
+    still going after EVAL_STEP_CAP steps counts with its score so far. (The ALE ends the v4 and v5 ids'
+    games at 108,000 frames itself; an id's max_episode_steps, unlike ppo_clip.py's, counts frames here.)"""
     if episodes == 0:
         return []
     env = make_envs(env_id, 1)
-    # Not the id's max_episode_steps, as ppo_clip.py: make_env's frameskip=1 puts that TimeLimit on frames,
-    # and it (like the ALE's own limit, 108,000 frames for the v4 and v5 ids) ends the game by itself.
+    game = env.envs[0].get_wrapper_attr  # RecordEpisodeStatistics' running score (unclipped) and length
     returns = []
     obs, _ = env.reset(seed=seed)
-    ep_length = 0
     while len(returns) < episodes:
         with torch.inference_mode():
             action = agent.act(torch.from_numpy(obs))[0]
         obs, _, _, _, info = env.step(action.numpy())
-        ep_length += 1
         if "final_info" in info and "episode" in info["final_info"]:
             returns.append(float(info["final_info"]["episode"]["r"][0]))
-            ep_length = 0
-        elif ep_length == EVAL_STEP_CAP:
+        elif game("episode_lengths") >= EVAL_STEP_CAP:
             print(f"evaluation: episode {len(returns) + 1} ended by the cap of {EVAL_STEP_CAP} steps", flush=True)
-            # The unclipped score so far, from RecordEpisodeStatistics (the env's rewards are sign-clipped).
-            returns.append(float(env.envs[0].get_wrapper_attr("episode_returns")))
+            returns.append(float(game("episode_returns")))
             obs, _ = env.reset(seed=seed + len(returns))  # a seed starts a new game, not the next life
-            ep_length = 0
     env.close()
     return returns
 
@@ -504,7 +498,7 @@ RESUME_FLAGS = {"resume", "checkpoint_every", "save_model", "eval_episodes", "ca
 
 def checkpoint(args, agent, optimizer, iteration, global_step, recent_returns) -> dict:
     """All a run needs to act and to continue, as CPU tensors and plain Python values: plain torch.load reads it."""
-    np_rng = np.random.get_state()
+    np_rng = np.random.get_state()  # its key array goes in as a list
     return {"script": "ppo_atari", "env_id": args.env_id, "args": vars(args), "model": agent.state_dict(),
             "action_space": int(agent.actor.out_features), "optimizer": optimizer.state_dict(), "iteration": iteration,
             "global_step": global_step, "recent_returns": recent_returns[-100:],
@@ -521,27 +515,22 @@ def save_checkpoint(ckpt: dict, path: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path: str) -> dict:
-    """A checkpoint of this script, from its file or its run folder, or one line and exit."""
-    path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
+def resume_args(args: Args) -> tuple[Args, dict]:
+    """The checkpoint of --resume (its file or run folder) and its Args, in its folder; a flag that would break
+    the schedules is refused unless it repeats the saved value. Any other file: one line and exit."""
+    path = os.path.join(args.resume, "checkpoint.pt") if os.path.isdir(args.resume) else args.resume
     try:
         ckpt = torch.load(path)
     except Exception as e:  # missing, truncated, or not a checkpoint at all
         sys.exit(f"error: cannot read checkpoint {path}: {(str(e).splitlines() or [type(e).__name__])[0]}")
     if not isinstance(ckpt, dict) or ckpt.get("script") != "ppo_atari" or set(ckpt["args"]) != set(vars(Args())):
         sys.exit(f"error: {path} is not a checkpoint of this ppo_atari.py")
-    return ckpt | {"path": path}
-
-
-def resume_args(args: Args) -> tuple[Args, dict]:
-    """The checkpoint's Args, in its folder. Other flags would break the schedules: refused unless they repeat it."""
-    ckpt, default = load_checkpoint(args.resume), Args()
-    saved = Args(**ckpt["args"])
+    default, saved = Args(), Args(**ckpt["args"])
     for name, value in vars(args).items():
         if name not in RESUME_FLAGS and value not in (getattr(default, name), getattr(saved, name)):
             sys.exit(f"error: --{name.replace('_', '-')} cannot change on --resume (the run keeps its settings)")
-    kept = {name: getattr(args, name) for name in RESUME_FLAGS if getattr(args, name) != getattr(default, name)}
-    return dataclasses.replace(saved, **kept, run_dir=os.path.dirname(ckpt["path"])), ckpt
+    kept = {name: value for name, value in vars(args).items() if name in RESUME_FLAGS and value != getattr(default, name)}
+    return dataclasses.replace(saved, **kept, run_dir=os.path.dirname(path)), ckpt | {"path": path}
 
 
 def agent_from(ckpt: dict) -> Agent:
@@ -558,19 +547,19 @@ def restore(ckpt: dict, optimizer) -> tuple[int, int, list]:
     random.setstate(python)
     torch.set_rng_state(torch_state)
     np.random.set_state((name, np.array(key, np.uint32), *rest))
-    if torch.cuda.is_available() and cuda:
+    if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
     print(f"resumed from {ckpt['path']} at step {ckpt['global_step']}; the envs begin new episodes", flush=True)
     return ckpt["iteration"], ckpt["global_step"], ckpt["recent_returns"]
 
 
 class RunState:
-    """A run's folder, periodic checkpoints, stop signals (SIGTERM, Ctrl-C) and divergence guard."""
+    """A run's periodic checkpoints, stop signals (SIGTERM, Ctrl-C) and divergence guard."""
 
     def __init__(self, args: Args, ckpt: dict | None, writer):
-        self.every, self.path = args.checkpoint_every, os.path.join(args.run_dir, "checkpoint.pt")
+        self.every, self.path, self.writer = args.checkpoint_every, os.path.join(args.run_dir, "checkpoint.pt"), writer
         self.last = (ckpt["path"], ckpt["iteration"]) if ckpt else None  # the last good checkpoint
-        self.saved_at, self.stop, self.writer = time.time(), None, writer
+        self.saved_at, self.stop = time.time(), None
         for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
             signal.signal(sig, self.on_signal)
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import tyro
+from torch.utils.tensorboard import SummaryWriter
 
 
 @dataclass
@@ -61,8 +62,7 @@ class Args:
     checkpoint_every: int | None = None
     """save <run folder>/checkpoint.pt every N iterations; 0 never; by default every 5 minutes of wall time"""
     resume: str | None = None
-    """continue a run from its checkpoint file or run folder, with the settings it was started with. The envs
-    begin new episodes there, so the rollout in progress when the run stopped is lost"""
+    """continue a stopped run from its checkpoint file or run folder; only the rollout in progress is lost"""
     eval_episodes: int = 10
     """episodes with the deterministic policy after training (0 skips; not in the paper)"""
     total_timesteps: int = 1_000_000
@@ -340,10 +340,6 @@ def main(args: Args) -> dict:
     if args.capture_video:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco loads
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, os.path.basename(run_dir))
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        sys.exit("error: logging needs tensorboard: pip install tensorboard")
     try:  # purge_step: a resumed run drops what the stopped one logged after its checkpoint
         writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
     except OSError as e:
@@ -371,12 +367,11 @@ def main(args: Args) -> dict:
     dones = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
 
     ep_return, ep_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    start_iteration, global_step, recent_returns = restore(ckpt, optimizer, rng) if ckpt else (0, 0, [])
+    start_iteration, global_step, recent_returns, env_seed = (restore(ckpt, optimizer, rng) if ckpt
+                                                              else (0, 0, [], args.seed))
     run = RunState(args, ckpt, writer)
     start_step, start_time = global_step, time.time()
-    # A resumed run's envs begin new episodes, seeded from the run's seed and iteration: two resumes are one run.
-    next_raw_obs, _ = envs.reset(seed=int(np.random.SeedSequence([args.seed, start_iteration]).generate_state(1)[0])
-                                 if ckpt else args.seed)
+    next_raw_obs, _ = envs.reset(seed=env_seed)
     for iteration in range(start_iteration + 1, num_iterations + 1):
         # Linear annealing from 1 to 0 over training (alpha in Table 5). The paper's original MuJoCo code
         # (OpenAI baselines' ppo1, schedule="linear") annealed both the stepsize and epsilon this way.
@@ -600,15 +595,18 @@ def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
     return agent, obs_rms
 
 
-def restore(ckpt: dict, optimizer, rng: np.random.Generator) -> tuple[int, int, list]:
-    """Load the optimizer and RNG states in place; return the iteration, global step and recent returns."""
+def restore(ckpt: dict, optimizer, rng: np.random.Generator) -> tuple[int, int, list, int]:
+    """Load the optimizer and RNG states in place; return the iteration, global step, recent returns and the
+    envs' seed. No generic env can save its state, so they begin new episodes, seeded from the run's seed and
+    the iteration: two resumes from one checkpoint are the same run."""
     optimizer.load_state_dict(ckpt["optimizer"])
     python, torch_state, (name, key, *rest), rng.bit_generator.state = ckpt["rng"]
     random.setstate(python)
     torch.set_rng_state(torch_state)
     np.random.set_state((name, np.array(key, np.uint32), *rest))
     print(f"resumed from {ckpt['path']} at step {ckpt['global_step']}; the envs begin new episodes", flush=True)
-    return ckpt["iteration"], ckpt["global_step"], ckpt["recent_returns"]
+    env_seed = int(np.random.SeedSequence([ckpt["args"]["seed"], ckpt["iteration"]]).generate_state(1)[0])
+    return ckpt["iteration"], ckpt["global_step"], ckpt["recent_returns"], env_seed
 
 
 class RunState:
@@ -619,12 +617,7 @@ class RunState:
         self.last = (ckpt["path"], ckpt["iteration"]) if ckpt else None  # the last good checkpoint
         self.saved_at, self.stop, self.writer = time.time(), None, writer
         for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
-            signal.signal(sig, self.on_signal)
-
-    def on_signal(self, signum, frame):
-        if self.stop:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.stop = signum
+            signal.signal(sig, lambda signum, frame: setattr(self, "stop", signum))
 
     def guard(self, iteration: int, **quantities: torch.Tensor) -> None:
         """Stop on a non-finite loss, gradient norm or parameter, before a checkpoint can hold it."""

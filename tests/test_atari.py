@@ -262,7 +262,7 @@ def test_short_breakout_run_end_to_end(tmp_path, monkeypatch):
     assert summary["global_step"] == 512 and summary["sps"] > 0
     assert summary["episode_returns"] and all(r >= 0 and r == int(r) for r in summary["episode_returns"])
     assert len(summary["eval_returns"]) == 1
-    (path,) = glob.glob(f"runs/{summary['run_name']}/*.pt")
+    path = f"{summary['run_dir']}/{mod.Args().exp_name}.pt"
     agent = mod.Agent(4)
     agent.load_state_dict(torch.load(path)["model"])
 
