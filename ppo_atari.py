@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import tyro
+from torch.utils.tensorboard import SummaryWriter
 
 gym.register_envs(ale_py)
 
@@ -197,6 +198,7 @@ def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name:
     if not is_atari:
         sys.exit(f"error: {env_id} is not an Atari (ALE) game; ppo_atari.py trains only those, "
                  "use ppo_clip.py for other envs")
+
     def make(i: int) -> gym.Env:
         if async_envs:  # in a worker: a terminal's Ctrl-C reaches every process; the main process handles it
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -314,7 +316,8 @@ def main(args: Args) -> dict:
     minibatch_size = check_args(args)
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
-    run_dir = args.run_dir or f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5
+    run_dir = args.run_dir or f"runs/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
     args = dataclasses.replace(args, run_dir=run_dir)
 
     random.seed(args.seed)
@@ -325,14 +328,12 @@ def main(args: Args) -> dict:
 
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, os.path.basename(run_dir), args.async_envs)
     try:  # purge_step: a resumed run drops what the stopped one logged after its checkpoint
-        from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
-    except ImportError:
-        sys.exit("error: logging needs tensorboard: pip install tensorboard")
     except OSError as e:
         sys.exit(f"error: cannot write the run folder {run_dir}: {e}")
     if not ckpt:
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+        table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
 
     agent = agent_from(ckpt) if ckpt else Agent(envs.single_action_space.n, args.bf16)
     # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
@@ -347,12 +348,11 @@ def main(args: Args) -> dict:
     rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
     dones = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
 
-    start_iteration, global_step, recent_returns = restore(ckpt, optimizer) if ckpt else (0, 0, [])
+    start_iteration, global_step, recent_returns, env_seed = (restore(ckpt, optimizer) if ckpt
+                                                              else (0, 0, [], args.seed))
     run = RunState(args, ckpt, writer)
     start_step, start_time = global_step, time.time()
-    # A resumed run's envs begin new games, seeded from the run's seed and iteration: two resumes are one run.
-    next_obs, _ = envs.reset(seed=int(np.random.SeedSequence([args.seed, start_iteration]).generate_state(1)[0])
-                             if ckpt else args.seed)
+    next_obs, _ = envs.reset(seed=env_seed)
     for iteration in range(start_iteration + 1, num_iterations + 1):
         alpha = 1 - (iteration - 1) / num_iterations  # Table 5: alpha anneals linearly from 1 to 0
         lr, clip_coef = annealed(args, alpha)
@@ -458,8 +458,8 @@ def main(args: Args) -> dict:
         writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
         print(f"eval: {np.mean(eval_returns):.1f} +- {np.std(eval_returns):.1f} over {len(eval_returns)} games")
     writer.close()
-    return {"sps": (global_step - start_step) / train_time, "global_step": global_step, "episode_returns": recent_returns,
-            "eval_returns": eval_returns, "run_dir": run_dir, "agent": agent}
+    return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
+            "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": run_dir, "agent": agent}
 
 
 # ---- Evaluation ---------------------------------------------------------------------------------
@@ -515,22 +515,27 @@ def save_checkpoint(ckpt: dict, path: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-def resume_args(args: Args) -> tuple[Args, dict]:
-    """The checkpoint of --resume (its file or run folder) and its Args, in its folder; a flag that would break
-    the schedules is refused unless it repeats the saved value. Any other file: one line and exit."""
-    path = os.path.join(args.resume, "checkpoint.pt") if os.path.isdir(args.resume) else args.resume
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint of this script, from its file or its run folder, or one line and exit."""
+    path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
     try:
         ckpt = torch.load(path)
     except Exception as e:  # missing, truncated, or not a checkpoint at all
         sys.exit(f"error: cannot read checkpoint {path}: {(str(e).splitlines() or [type(e).__name__])[0]}")
     if not isinstance(ckpt, dict) or ckpt.get("script") != "ppo_atari" or set(ckpt["args"]) != set(vars(Args())):
         sys.exit(f"error: {path} is not a checkpoint of this ppo_atari.py")
-    default, saved = Args(), Args(**ckpt["args"])
+    return ckpt | {"path": path}
+
+
+def resume_args(args: Args) -> tuple[Args, dict]:
+    """The checkpoint's Args, in its folder. Other flags would break the schedules: refused unless they repeat it."""
+    ckpt, default = load_checkpoint(args.resume), Args()
+    saved = Args(**ckpt["args"])
     for name, value in vars(args).items():
         if name not in RESUME_FLAGS and value not in (getattr(default, name), getattr(saved, name)):
             sys.exit(f"error: --{name.replace('_', '-')} cannot change on --resume (the run keeps its settings)")
-    kept = {name: value for name, value in vars(args).items() if name in RESUME_FLAGS and value != getattr(default, name)}
-    return dataclasses.replace(saved, **kept, run_dir=os.path.dirname(path)), ckpt | {"path": path}
+    kept = {name: getattr(args, name) for name in RESUME_FLAGS if getattr(args, name) != getattr(default, name)}
+    return dataclasses.replace(saved, **kept, run_dir=os.path.dirname(ckpt["path"])), ckpt
 
 
 def agent_from(ckpt: dict) -> Agent:
@@ -540,8 +545,10 @@ def agent_from(ckpt: dict) -> Agent:
     return agent
 
 
-def restore(ckpt: dict, optimizer) -> tuple[int, int, list]:
-    """Load the optimizer and RNG states in place; return the iteration, global step and recent returns."""
+def restore(ckpt: dict, optimizer) -> tuple[int, int, list, int]:
+    """Load the optimizer and RNG states in place; return the iteration, global step, recent returns and the
+    envs' seed. No env can save its state, so they begin new games, seeded from the run's seed and the
+    iteration: two resumes from one checkpoint are the same run."""
     optimizer.load_state_dict(ckpt["optimizer"])
     python, torch_state, (name, key, *rest), cuda = ckpt["rng"]
     random.setstate(python)
@@ -549,8 +556,9 @@ def restore(ckpt: dict, optimizer) -> tuple[int, int, list]:
     np.random.set_state((name, np.array(key, np.uint32), *rest))
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
-    print(f"resumed from {ckpt['path']} at step {ckpt['global_step']}; the envs begin new episodes", flush=True)
-    return ckpt["iteration"], ckpt["global_step"], ckpt["recent_returns"]
+    print(f"resumed from {ckpt['path']} at step {ckpt['global_step']}; the envs begin new games", flush=True)
+    env_seed = int(np.random.SeedSequence([ckpt["args"]["seed"], ckpt["iteration"]]).generate_state(1)[0])
+    return ckpt["iteration"], ckpt["global_step"], ckpt["recent_returns"], env_seed
 
 
 class RunState:
@@ -561,18 +569,15 @@ class RunState:
         self.last = (ckpt["path"], ckpt["iteration"]) if ckpt else None  # the last good checkpoint
         self.saved_at, self.stop = time.time(), None
         for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
-            signal.signal(sig, self.on_signal)
-
-    def on_signal(self, signum, frame):
-        if self.stop:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.stop = signum
+            signal.signal(sig, lambda signum, frame: setattr(self, "stop", signum))
 
     def guard(self, iteration: int, **quantities: torch.Tensor) -> None:
         """Stop on a non-finite loss, gradient norm or parameter, before a checkpoint can hold it."""
         for name, value in quantities.items():
             if not value.isfinite().all():
-                last = f"last good checkpoint {self.last[0]} (iteration {self.last[1]})" if self.last else "no checkpoint yet"
+                last = f"the last good checkpoint is {self.last[0]} (iteration {self.last[1]})" if self.last else \
+                    "no checkpoint was saved yet"
+                name = name.replace("_", " ")
                 sys.exit(f"error: training diverged at iteration {iteration}: non-finite {name}; {last}")
 
     def save_if_due(self, iteration: int, last_iteration: int, make_checkpoint) -> None:

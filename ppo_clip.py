@@ -152,7 +152,7 @@ def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name:
         sys.exit(f"error: cannot make env {env_id!r}: {(str(e).splitlines() or [type(e).__name__])[0]}")
     space = envs.single_action_space
     if isinstance(space, gym.spaces.Discrete) and space.start != 0:
-        sys.exit(f"error: {env_id}'s Discrete actions start at {space.start}; ppo_clip.py needs them to start at 0")
+        sys.exit(f"error: {env_id}'s Discrete actions start at {space.start}; ppo_clip.py needs 0")
     if not (isinstance(space, gym.spaces.Discrete) or isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
         sys.exit(f"error: {env_id} has a {type(space).__name__} action space of shape {space.shape}; "
                  "ppo_clip.py handles Discrete and one-dimensional Box")
@@ -296,7 +296,8 @@ def main(args: Args) -> dict:
     minibatch_size = check_args(args)
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
-    run_dir = args.run_dir or f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5
+    run_dir = args.run_dir or f"runs/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
     args = dataclasses.replace(args, run_dir=run_dir)
 
     random.seed(args.seed)
@@ -312,7 +313,8 @@ def main(args: Args) -> dict:
     except OSError as e:
         sys.exit(f"error: cannot write the run folder {run_dir}: {e}")
     if not ckpt:
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+        table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
 
     obs_dim = envs.single_observation_space.shape[0]
     agent, obs_rms = agent_from(ckpt) if ckpt else (Agent(obs_dim, envs.single_action_space, args.init_log_std),
@@ -446,7 +448,8 @@ def main(args: Args) -> dict:
 
     if args.save_model:
         path = os.path.join(run_dir, f"{args.exp_name}.pt")
-        save_checkpoint(checkpoint(args, agent, optimizer, obs_rms, rng, num_iterations, global_step, recent_returns), path)
+        save_checkpoint(checkpoint(args, agent, optimizer, obs_rms, rng, num_iterations, global_step,
+                                   recent_returns), path)
         print(f"model saved to {path}")
     eval_returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000)
     if eval_returns:
@@ -499,10 +502,12 @@ def checkpoint(args, agent, optimizer, obs_rms, rng, iteration, global_step, rec
     space, np_rng = agent.action_space, np.random.get_state()
     return {"script": "ppo_clip", "env_id": args.env_id, "args": vars(args), "model": agent.state_dict(),
             "obs_rms": [torch.from_numpy(obs_rms.mean), torch.from_numpy(obs_rms.var), float(obs_rms.count)],
-            "action_space": [torch.from_numpy(space.low), torch.from_numpy(space.high)] if agent.continuous
-            else int(space.n), "optimizer": optimizer.state_dict(), "iteration": iteration, "global_step": global_step,
-            "recent_returns": recent_returns[-100:], "rng": [random.getstate(), torch.get_rng_state(),
-                                                             (np_rng[0], np_rng[1].tolist(), *np_rng[2:]), rng.bit_generator.state]}
+            "action_space": ([torch.from_numpy(space.low), torch.from_numpy(space.high)] if agent.continuous
+                             else int(space.n)),
+            "optimizer": optimizer.state_dict(), "iteration": iteration, "global_step": global_step,
+            "recent_returns": recent_returns[-100:],
+            "rng": [random.getstate(), torch.get_rng_state(), (np_rng[0], np_rng[1].tolist(), *np_rng[2:]),
+                    rng.bit_generator.state]}
 
 
 def save_checkpoint(ckpt: dict, path: str) -> None:
@@ -540,8 +545,8 @@ def resume_args(args: Args) -> tuple[Args, dict]:
 def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
     """The trained agent and its frozen observation statistics, from a checkpoint alone."""
     obs_rms = RunningMeanStd(len(ckpt["obs_rms"][0]))
-    obs_rms.mean, obs_rms.var, obs_rms.count = ckpt["obs_rms"][0].numpy(), ckpt["obs_rms"][1].numpy(), ckpt["obs_rms"][2]
-    space = ckpt["action_space"]
+    (mean, var, obs_rms.count), space = ckpt["obs_rms"], ckpt["action_space"]
+    obs_rms.mean, obs_rms.var = mean.numpy(), var.numpy()
     agent = Agent(len(obs_rms.mean), gym.spaces.Box(space[0].numpy(), space[1].numpy()) if isinstance(space, list)
                   else gym.spaces.Discrete(space))
     agent.load_state_dict(ckpt["model"])  # in place, so act()'s numpy views stay valid
@@ -576,7 +581,9 @@ class RunState:
         """Stop on a non-finite loss, gradient norm or parameter, before a checkpoint can hold it."""
         for name, value in quantities.items():
             if not value.isfinite().all():
-                last = f"last good checkpoint {self.last[0]} (iteration {self.last[1]})" if self.last else "no checkpoint yet"
+                last = f"the last good checkpoint is {self.last[0]} (iteration {self.last[1]})" if self.last else \
+                    "no checkpoint was saved yet"
+                name = name.replace("_", " ")
                 sys.exit(f"error: training diverged at iteration {iteration}: non-finite {name}; {last}")
 
     def save_if_due(self, iteration: int, last_iteration: int, make_checkpoint) -> None:

@@ -327,7 +327,8 @@ def main(args: Args) -> dict:
     minibatch_size = check_args(args)
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
-    run_dir = args.run_dir or f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5
+    run_dir = args.run_dir or f"runs/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
     args = dataclasses.replace(args, run_dir=run_dir)
 
     random.seed(args.seed)
@@ -345,7 +346,8 @@ def main(args: Args) -> dict:
     except OSError as e:
         sys.exit(f"error: cannot write the run folder {run_dir}: {e}")
     if not ckpt:
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+        table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
 
     obs_dim = envs.single_observation_space.shape[0]
     agent, obs_rms = agent_from(ckpt) if ckpt else (Agent(obs_dim, envs.single_action_space, args.init_log_std),
@@ -495,8 +497,8 @@ def main(args: Args) -> dict:
         writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
         print(f"eval: {np.mean(eval_returns):.1f} +- {np.std(eval_returns):.1f} over {len(eval_returns)} episodes")
     writer.close()
-    return {"sps": (global_step - start_step) / train_time, "global_step": global_step, "episode_returns": recent_returns,
-            "eval_returns": eval_returns, "run_dir": run_dir,
+    return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
+            "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": run_dir,
             "agent": agent, "obs_rms": obs_rms}
 
 
@@ -541,9 +543,11 @@ def checkpoint(args, agent, optimizer, obs_rms, reward_scaler, rng, iteration, g
     space, np_rng = agent.action_space, np.random.get_state()
     return {"script": "ppo_continuous", "env_id": args.env_id, "args": vars(args), "model": agent.state_dict(),
             "obs_rms": rms_state(obs_rms), "reward_rms": rms_state(reward_scaler.rms),
-            "action_space": [torch.from_numpy(space.low), torch.from_numpy(space.high)], "optimizer": optimizer.state_dict(), "iteration": iteration, "global_step": global_step,
-            "recent_returns": recent_returns[-100:], "rng": [random.getstate(), torch.get_rng_state(),
-                                                             (np_rng[0], np_rng[1].tolist(), *np_rng[2:]), rng.bit_generator.state]}
+            "action_space": [torch.from_numpy(space.low), torch.from_numpy(space.high)],
+            "optimizer": optimizer.state_dict(), "iteration": iteration, "global_step": global_step,
+            "recent_returns": recent_returns[-100:],
+            "rng": [random.getstate(), torch.get_rng_state(), (np_rng[0], np_rng[1].tolist(), *np_rng[2:]),
+                    rng.bit_generator.state]}
 
 
 def save_checkpoint(ckpt: dict, path: str) -> None:
@@ -589,7 +593,7 @@ def load_rms(rms: RunningMeanStd, state: list) -> RunningMeanStd:
 
 def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
     """The trained agent and its frozen observation statistics, from a checkpoint alone."""
-    obs_rms = load_rms(RunningMeanStd(len(ckpt["obs_rms"][0]), clip=ckpt["args"]["obs_clip"]), ckpt["obs_rms"])
+    obs_rms = load_rms(RunningMeanStd(len(ckpt["obs_rms"][0]), ckpt["args"]["obs_clip"]), ckpt["obs_rms"])
     agent = Agent(len(obs_rms.mean), gym.spaces.Box(*(bound.numpy() for bound in ckpt["action_space"])))
     agent.load_state_dict(ckpt["model"])  # in place, so act()'s numpy views stay valid
     return agent, obs_rms
@@ -623,7 +627,9 @@ class RunState:
         """Stop on a non-finite loss, gradient norm or parameter, before a checkpoint can hold it."""
         for name, value in quantities.items():
             if not value.isfinite().all():
-                last = f"last good checkpoint {self.last[0]} (iteration {self.last[1]})" if self.last else "no checkpoint yet"
+                last = f"the last good checkpoint is {self.last[0]} (iteration {self.last[1]})" if self.last else \
+                    "no checkpoint was saved yet"
+                name = name.replace("_", " ")
                 sys.exit(f"error: training diverged at iteration {iteration}: non-finite {name}; {last}")
 
     def save_if_due(self, iteration: int, last_iteration: int, make_checkpoint) -> None:

@@ -181,3 +181,10 @@ def test_cartpole_learns(name, tmp_path, monkeypatch):
     summary = mod.main(dataclasses.replace(mod.Args(), env_id="CartPole-v1", total_timesteps=100_352,
                                            eval_episodes=0, seed=1))
     assert np.mean(summary["episode_returns"][-10:]) >= 400
+
+
+def test_benchmark_file_names_hold_no_folder_separator():
+    """ALE ids hold a '/': benchmarks/learning.py's curve and log names must not turn it into a folder."""
+    from benchmarks.learning import curve_name, file_safe
+    assert "/" not in curve_name("ppo_atari", "ALE/Pong-v5", "--threads 1", 1)
+    assert file_safe("ALE/Pong-v5") == "ALE-Pong-v5" and file_safe("Hopper-v4") == "Hopper-v4"
