@@ -61,7 +61,7 @@ def main() -> None:
                "date": time.strftime("%Y-%m-%d %H:%M")}
         record("checkpoint_cost.jsonl", row)
         print(f"{script} ({defaults.env_id}, {defaults.total_timesteps:,} steps): {size_mb:.2f} MB, {ms:.1f} ms a save "
-              f"x {saves} saves in a {run_s / 60:.0f}-minute run = {saves * ms / 1000:.2f} s, "
+              f"x {saves} saves in a {run_s / 60:.0f}-minute run = {saves * ms:.0f} ms, "
               f"{100 * saves * ms / 1000 / run_s:.3f}% of the run", flush=True)
 
 

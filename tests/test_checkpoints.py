@@ -301,7 +301,7 @@ def bad_commands(name, tmp_path):
     if name != "ppo_atari":
         cases.append((["--env-id", "ALE/Pong-v5"], "ppo_atari.py"))
     if name in ["ppo_clip", "ppo_kl_adaptive"]:
-        cases.append((["--env-id", "tests.envs:DiscreteStart-v0"], "start at 0"))
+        cases.append((["--env-id", "tests.envs:DiscreteStart-v0"], "Discrete actions start at 1"))
     return cases
 
 
