@@ -69,8 +69,8 @@ class Args:
     checkpoint_every: int | None = None
     """save <run folder>/checkpoint.pt every N iterations; 0 never; by default every 5 minutes of wall time"""
     resume: str | None = None
-    """continue a run from its checkpoint file or run folder, with the settings it was started with. The envs
-    begin new episodes there, so the rollout in progress when the run stopped is lost"""
+    """continue a stopped run from its checkpoint file or run folder, with its own settings; the envs begin new
+    games there, so only the rollout in progress is lost"""
     eval_episodes: int = 10
     """whole games played by the trained policy after training (0 skips; not in the paper)"""
     total_timesteps: int = 10_000_000
@@ -108,30 +108,34 @@ class Args:
 
 def check_args(args: Args) -> int:
     """Refuse bad input before any training, in one line; return the minibatch size M."""
-    positive = ["total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "learning_rate",
-                "clip_coef", "max_grad_norm", "threads"]
+    def refuse(name, rule):
+        sys.exit(f"error: --{name.replace('_', '-')} must {rule}, got {getattr(args, name)}")
     for name, value in vars(args).items():
-        for bad, rule in [(isinstance(value, float) and not math.isfinite(value), "be a finite number"),
-                          (name in positive and not value > 0, "be positive"),
-                          (name in ["ent_coef", "vf_coef", "eval_episodes", "checkpoint_every"] and (value or 0) < 0,
-                           "not be negative"),
-                          (name in ["gamma", "gae_lambda"] and not 0 <= value <= 1, "lie in [0, 1]"),
-                          (name == "seed" and not 0 <= value < 2**32, "lie in [0, 2**32)"),
-                          (name == "exp_name" and "/" in value, "not hold '/', as it names files")]:
-            if bad:
-                sys.exit(f"error: --{name.replace('_', '-')} must {rule}, got {value}")
+        if isinstance(value, float) and not math.isfinite(value):
+            refuse(name, "be a finite number")
+    for name in ["total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "learning_rate",
+                 "clip_coef", "max_grad_norm", "threads"]:
+        if not getattr(args, name) > 0:
+            refuse(name, "be positive")
+    for name in ["ent_coef", "vf_coef", "eval_episodes", "seed", "checkpoint_every"]:
+        if (getattr(args, name) or 0) < 0:  # checkpoint_every None: every few minutes
+            refuse(name, "not be negative")
+    for name in ["gamma", "gae_lambda"]:
+        if not 0 <= getattr(args, name) <= 1:
+            refuse(name, "lie in [0, 1]")
+    if args.seed >= 2**32:
+        refuse("seed", "be less than 2**32")
+    if "/" in args.exp_name:
+        refuse("exp_name", "not hold '/', as it names files")
     batch_size = args.num_envs * args.num_steps
-    for bad, message in [
-            (batch_size % args.num_minibatches, f"the batch N*T = {batch_size} does not divide into "
-                                                f"{args.num_minibatches} minibatches"),
-            (args.total_timesteps < batch_size, f"--total-timesteps {args.total_timesteps} is less than one batch "
-                                                f"N*T = {batch_size}"),
-            (batch_size == args.num_minibatches and args.norm_adv, "minibatches of one sample cannot normalise "
-                                                                   "advantages: use fewer --num-minibatches"),
-            (args.capture_video and not importlib.util.find_spec("moviepy"), "--capture-video needs moviepy: "
-                                                                             "pip install moviepy")]:
-        if bad:
-            sys.exit(f"error: {message}")
+    if batch_size % args.num_minibatches:
+        sys.exit(f"error: the batch N*T = {batch_size} does not divide into {args.num_minibatches} minibatches")
+    if args.total_timesteps < batch_size:
+        sys.exit(f"error: --total-timesteps {args.total_timesteps} is less than one batch N*T = {batch_size}")
+    if batch_size == args.num_minibatches and args.norm_adv:
+        sys.exit("error: minibatches of one sample cannot normalise advantages: use fewer --num-minibatches")
+    if args.capture_video and importlib.util.find_spec("moviepy") is None:
+        sys.exit("error: --capture-video needs moviepy: pip install moviepy")
     return batch_size // args.num_minibatches
 
 

@@ -59,7 +59,8 @@ class Args:
     checkpoint_every: int | None = None
     """save <run folder>/checkpoint.pt every N iterations; 0 never; by default every 5 minutes of wall time"""
     resume: str | None = None
-    """continue a stopped run from its checkpoint file or run folder; only the rollout in progress is lost"""
+    """continue a stopped run from its checkpoint file or run folder, with its own settings; the envs begin new
+    episodes there, so only the rollout in progress is lost"""
     eval_episodes: int = 10
     """episodes with the deterministic policy after training (0 skips; not in the paper)"""
     total_timesteps: int = 1_000_000
