@@ -345,6 +345,12 @@ def main(args: Args) -> dict:
     env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5
     run_dir = args.run_dir or f"runs/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
     args = dataclasses.replace(args, run_dir=run_dir)
+    if not ckpt and os.path.exists(os.path.join(run_dir, "checkpoint.pt")):
+        sys.exit(f"error: {run_dir} holds a run already: continue it with --resume {run_dir}, "
+                 "or choose another --run-dir")
+    if ckpt and ckpt["iteration"] == num_iterations:
+        print(f"{run_dir} is complete at step {ckpt['global_step']}: nothing to resume")
+        return {"global_step": ckpt["global_step"], "run_dir": run_dir}
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -470,7 +476,7 @@ def main(args: Args) -> dict:
                 break
         # theta_old <- theta happens implicitly: the next rollout samples from the updated networks.
         run.guard(iteration, losses=stats, gradient_norm=grad_norms,
-                  parameters=torch.stack([p.isfinite().all() for p in agent.parameters()]))
+                  parameters=torch.cat([p.detach().flatten() for p in agent.parameters()]))
 
         # ---- Section 4: d = E_t[KL[pi_old, pi]] over the whole batch after all K epochs sets the next beta ----
         with torch.no_grad():
@@ -549,7 +555,8 @@ def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, 
 
 # ---- Run management: checkpoints, resume, pre-emption, the divergence guard ----------------------------
 CHECKPOINT_MINUTES = 5  # the default interval between checkpoints, in wall time
-RESUME_FLAGS = {"resume", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "threads"}
+# The flags that leave learning alone, so that a resumed run may take new values of them:
+RESUME_FLAGS = {"resume", "run_dir", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "threads"}
 
 
 def checkpoint(args, agent, optimizer, obs_rms, rng, iteration, global_step, recent_returns, beta) -> dict:
@@ -587,14 +594,13 @@ def load_checkpoint(path: str) -> dict:
 
 
 def resume_args(args: Args) -> tuple[Args, dict]:
-    """The checkpoint's Args, in its folder. Other flags would break the schedules: refused unless they repeat it."""
-    ckpt, default = load_checkpoint(args.resume), Args()
-    saved = Args(**ckpt["args"])
+    """The run's Args, in its checkpoint's folder: a flag outside RESUME_FLAGS that differs from the saved one
+    would break the schedules and is refused. (From the command line, a flag not typed takes the saved value.)"""
+    ckpt = load_checkpoint(args.resume)
     for name, value in vars(args).items():
-        if name not in RESUME_FLAGS and value not in (getattr(default, name), getattr(saved, name)):
+        if name not in RESUME_FLAGS and value != ckpt["args"][name]:
             sys.exit(f"error: --{name.replace('_', '-')} cannot change on --resume (the run keeps its settings)")
-    kept = {name: getattr(args, name) for name in RESUME_FLAGS if getattr(args, name) != getattr(default, name)}
-    return dataclasses.replace(saved, **kept, run_dir=os.path.dirname(ckpt["path"])), ckpt
+    return dataclasses.replace(args, run_dir=os.path.dirname(os.path.abspath(ckpt["path"]))), ckpt
 
 
 def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
@@ -660,4 +666,8 @@ class RunState:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    args = tyro.cli(Args)
+    if args.resume:  # a flag not typed takes the run's own value, so that resume_args sees each one typed
+        args = tyro.cli(Args, default=dataclasses.replace(Args(**load_checkpoint(args.resume)["args"]),
+                                                          resume=args.resume))
+    main(args)

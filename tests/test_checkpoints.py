@@ -55,6 +55,12 @@ def start_run(name, run_dir, tmp_path, *flags):
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def resumed(name, path, **flags):
+    """The Args a resume from the command line gets: the run's own, with --resume and any flags typed."""
+    ckpt = torch.load(os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path)
+    return dataclasses.replace(load(name).Args(**ckpt["args"]), resume=str(path), **flags)
+
+
 def resume_in_process(name, path, monkeypatch, seen=None):
     """Resume in this process; when `seen` is a list, record main()'s state as the envs are first reset, after the
     checkpoint was restored and before anything moved: networks, optimizer, statistics, schedule position."""
@@ -81,7 +87,7 @@ def resume_in_process(name, path, monkeypatch, seen=None):
             return envs
 
         monkeypatch.setattr(mod, "make_envs", make_envs)
-    return mod.main(dataclasses.replace(mod.Args(), resume=str(path)))
+    return mod.main(resumed(name, path))
 
 
 def assert_state_equal(a, b):
@@ -148,7 +154,7 @@ def test_two_resumes_from_one_checkpoint_are_the_same_run(name, tmp_path, monkey
     for folder in ["a", "b"]:
         os.makedirs(folder)
         torch.save(first, f"{folder}/checkpoint.pt")
-        mod.main(dataclasses.replace(mod.Args(), resume=folder))
+        mod.main(resumed(name, folder))
         runs.append({k: v for k, v in scalars(folder).items() if k != "charts/SPS"})
     assert runs[0] == runs[1]
     assert [s for s, _ in runs[0]["losses/policy_loss"]] == [3 * batch(name), 4 * batch(name)]
@@ -174,7 +180,7 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint(name, tmp_path, mon
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     ckpt = torch.load("run/checkpoint.pt")
     assert ckpt["iteration"] == 2
-    mod.main(dataclasses.replace(mod.Args(), resume="run"))
+    mod.main(resumed(name, "run"))
     assert torch.load("run/checkpoint.pt")["iteration"] == 4
 
 
@@ -192,7 +198,7 @@ def test_a_stop_signal_leaves_a_checkpoint_that_resumes(name, sig, tmp_path, mon
     assert f"--resume {run_dir}" in err and "Traceback" not in err
     ckpt = torch.load(run_dir / "checkpoint.pt")
     assert 0 < ckpt["iteration"] < planned_steps(name) // batch(name)
-    summary = load(name).main(dataclasses.replace(load(name).Args(), resume=str(run_dir)))
+    summary = load(name).main(resumed(name, run_dir))
     assert summary["global_step"] == planned_steps(name)
 
 
@@ -216,6 +222,53 @@ def test_divergence_stops_the_run_and_the_last_checkpoint_loads(name, tmp_path, 
     assert "run/checkpoint.pt (iteration 2)" in message
     ckpt = torch.load("run/checkpoint.pt")
     assert ckpt["iteration"] == 2 and all(v.isfinite().all() for v in ckpt["model"].values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_parameters_stop_the_run_before_any_checkpoint(name, tmp_path, monkeypatch):
+    """A stepsize of 1e39 takes the weights past float32's range in the first and only step of the first
+    update, while that update's loss and gradient, computed before the step, are finite."""
+    monkeypatch.chdir(tmp_path)
+    mod = load(name)
+    with pytest.raises(SystemExit) as e:
+        mod.main(tiny_args(name, run_dir="run", learning_rate=1e39, anneal_lr=False, checkpoint_every=1,
+                           total_timesteps=3 * batch(name), update_epochs=1, num_minibatches=1))  # one step
+    assert str(e.value.code) == ("error: training diverged at iteration 1: non-finite parameters; "
+                                 "no checkpoint was saved yet")
+    assert not os.path.exists("run/checkpoint.pt")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_interval_saves_by_wall_time_and_at_the_end(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mod, saved = load(name), []
+    real = mod.save_checkpoint
+    monkeypatch.setattr(mod, "save_checkpoint", lambda ckpt, path: (saved.append(ckpt["iteration"]), real(ckpt, path)))
+    for minutes, expected in [(0, [1, 2, 3]), (60, [3])]:  # every boundary once a 0-minute interval has passed
+        saved.clear()
+        monkeypatch.setattr(mod, "CHECKPOINT_MINUTES", minutes)
+        mod.main(tiny_args(name, run_dir=f"run{minutes}", total_timesteps=3 * batch(name)))
+        assert saved == expected
+
+
+def test_resume_from_the_command_line_sees_every_flag_typed(tmp_path):
+    """A flag typed with --resume counts even at its default value: a learning flag is refused, and a flag
+    that leaves learning alone is taken. A bare file name continues in the folder it lies in."""
+    run = tmp_path / "run"
+    load("ppo_clip").main(tiny_args("ppo_clip", run_dir=str(run), total_timesteps=2 * batch("ppo_clip"),
+                                    checkpoint_every=1))
+    ckpt = torch.load(run / "checkpoint.pt")
+    ckpt["args"]["total_timesteps"] = 4 * batch("ppo_clip")
+    torch.save(ckpt, run / "checkpoint.pt")
+    for flags, message in [(["--num-steps", "2048"], "--num-steps cannot change"),  # 2048 is the default
+                           (["--env-id", "Hopper-v4"], "--env-id cannot change")]:
+        result = run_script("ppo_clip", "--resume", str(run), *flags, cwd=tmp_path)
+        assert result.returncode != 0 and result.stderr.strip() == f"error: {message} on --resume (the run keeps its settings)"
+    result = run_script("ppo_clip", "--resume", "checkpoint.pt", "--eval-episodes", "10", cwd=run)  # 0 when saved
+    assert result.returncode == 0 and "over 10 episodes" in result.stdout, result.stderr[-500:]
+    assert torch.load(run / "checkpoint.pt")["iteration"] == 4 and not os.path.exists(run / "runs")
+    result = run_script("ppo_clip", "--resume", str(run), cwd=tmp_path)
+    assert result.returncode == 0 and "nothing to resume" in result.stdout
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -297,9 +350,12 @@ def bad_commands(name, tmp_path):
              (["--resume", str(tmp_path / "not_a_dir")], "cannot read checkpoint"),
              (["--resume", str(tmp_path / "foreign.pt")], "is not a checkpoint of this"),
              (["--resume", str(tmp_path / "other_script.pt")], "is not a checkpoint of this"),
-             (["--resume", str(tmp_path / "own.pt"), "--learning-rate", "0.1"], "--learning-rate cannot change")]
+             (["--resume", str(tmp_path / "own.pt"), "--learning-rate", "0.1"], "--learning-rate cannot change"),
+             (["--run-dir", str(tmp_path / "taken")], "holds a run already")]
     if name != "ppo_atari":
         cases.append((["--env-id", "ALE/Pong-v5"], "ppo_atari.py"))
+    cases.append((["--resume", str(tmp_path / "own.pt"), "--env-id",
+                   "ALE/Pong-v5" if name == "ppo_atari" else "Pendulum-v1"], "--env-id cannot change"))
     if name in ["ppo_clip", "ppo_kl_adaptive"]:
         cases.append((["--env-id", "tests.envs:DiscreteStart-v0"], "Discrete actions start at 1"))
     return cases
@@ -323,6 +379,8 @@ def test_bad_commands_are_refused_in_one_line(name, tmp_path, checkpoint_of):
     other = "ppo_kl_adaptive" if name == "ppo_clip" else "ppo_clip"
     shutil.copy(checkpoint_of(other), tmp_path / "other_script.pt")
     shutil.copy(checkpoint_of(name), tmp_path / "own.pt")
+    os.makedirs(tmp_path / "taken")
+    shutil.copy(checkpoint_of(name), tmp_path / "taken" / "checkpoint.pt")
     cases = bad_commands(name, tmp_path)
     procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, f"{name}.py"), *flags], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for flags, _ in cases]
@@ -332,4 +390,4 @@ def test_bad_commands_are_refused_in_one_line(name, tmp_path, checkpoint_of):
         errors = [line for line in err.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0], (flags, err[-500:])
         assert "Traceback" not in err + out, flags
-    assert not glob.glob(f"{tmp_path}/runs/*")  # refused before any training
+    assert not glob.glob(f"{tmp_path}/runs/*") and os.listdir(tmp_path / "taken") == ["checkpoint.pt"]
