@@ -471,8 +471,8 @@ def main(args: Args) -> dict:
             if run.stop:
                 break
         # theta_old <- theta happens implicitly: the next rollout samples from the updated networks.
-        run.guard(iteration, losses=stats, gradient_norm=grad_norms,
-                  parameters=torch.cat([p.detach().flatten() for p in agent.parameters()]))
+        run.guard(iteration, {"losses": stats, "gradient norm": grad_norms,
+                              "parameters": torch.cat([p.detach().flatten() for p in agent.parameters()])})
 
         # ---- Logging: means over the iteration's K * num_minibatches updates ----
         stats = (stats / updates).tolist()
@@ -630,14 +630,13 @@ class RunState:
         for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
             signal.signal(sig, lambda signum, frame: setattr(self, "stop", signum))
 
-    def guard(self, iteration: int, **quantities: torch.Tensor) -> None:
+    def guard(self, iteration: int, quantities: dict[str, torch.Tensor]) -> None:
         """Stop on a non-finite loss, gradient norm or parameter, before a checkpoint can hold it."""
         for name, value in quantities.items():
             if not value.isfinite().all():
-                last = f"the last good checkpoint is {self.last[0]} (iteration {self.last[1]})" if self.last else \
-                    "no checkpoint was saved yet"
-                name = name.replace("_", " ")
-                sys.exit(f"error: training diverged at iteration {iteration}: non-finite {name}; {last}")
+                last = f"the last good checkpoint is {self.last[0]} (iteration {self.last[1]})" if self.last else None
+                sys.exit(f"error: training diverged at iteration {iteration}: non-finite {name}; "
+                         f"{last or 'no checkpoint was saved yet'}")
 
     def save_if_due(self, iteration: int, last_iteration: int, make_checkpoint) -> None:
         """Save every `every` iterations (by default every CHECKPOINT_MINUTES), at the end and on a stop signal."""
