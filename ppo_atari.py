@@ -339,6 +339,8 @@ def main(args: Args) -> dict:
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, os.path.basename(run_dir), args.async_envs)
     try:  # purge_step: a resumed run drops what the stopped one logged after its checkpoint
         writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
+        if args.save_model:  # the final model's file is tried now, not after the whole run
+            open(os.path.join(run_dir, f"{args.exp_name}.pt.tmp"), "wb").close()
     except OSError as e:
         sys.exit(f"error: cannot write the run folder {run_dir}: {e}")
     if not ckpt:

@@ -142,14 +142,14 @@ def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name:
                 env = gym.wrappers.FlattenObservation(env)  # e.g. a Discrete observation becomes one-hot
             return env
         return make
-    if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
-        sys.exit(f"error: {env_id} is an Atari game: train it with ppo_atari.py")
     try:
         envs = gym.vector.SyncVectorEnv([thunk(i) for i in range(num_envs)],
                                         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     except gym.error.DependencyNotInstalled as e:
         sys.exit(f"error: {env_id} needs a missing dependency: {str(e).splitlines()[0]}")
     except Exception as e:  # an unknown id, a module that will not import (`mod:Env-v0`), a malformed id
+        if importlib.util.find_spec("ale_py") and importlib.import_module("ale_py") and env_id in gym.registry:
+            sys.exit(f"error: {env_id} is an Atari game: train it with ppo_atari.py")
         sys.exit(f"error: cannot make env {env_id!r}: {(str(e).splitlines() or [type(e).__name__])[0]}")
     space = envs.single_action_space
     if isinstance(space, gym.spaces.Discrete) and space.start != 0:
@@ -317,6 +317,8 @@ def main(args: Args) -> dict:
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, os.path.basename(run_dir))
     try:  # purge_step: a resumed run drops what the stopped one logged after its checkpoint
         writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
+        if args.save_model:  # the final model's file is tried now, not after the whole run
+            open(os.path.join(run_dir, f"{args.exp_name}.pt.tmp"), "wb").close()
     except OSError as e:
         sys.exit(f"error: cannot write the run folder {run_dir}: {e}")
     if not ckpt:

@@ -352,8 +352,9 @@ def bad_commands(name, tmp_path):
              (["--resume", str(tmp_path / "other_script.pt")], "is not a checkpoint of this"),
              (["--resume", str(tmp_path / "own.pt"), "--learning-rate", "0.1"], "--learning-rate cannot change"),
              (["--run-dir", str(tmp_path / "taken")], "holds a run already")]
+    cases.append((["--run-dir", str(tmp_path / "long"), "--exp-name", "x" * 300, "--save-model"], "File name too long"))
     if name != "ppo_atari":
-        cases.append((["--env-id", "ALE/Pong-v5"], "ppo_atari.py"))
+        cases += [(["--env-id", "ALE/Pong-v5"], "ppo_atari.py"), (["--env-id", "Breakout-v4"], "ppo_atari.py")]
     cases.append((["--resume", str(tmp_path / "own.pt"), "--env-id",
                    "ALE/Pong-v5" if name == "ppo_atari" else "Pendulum-v1"], "--env-id cannot change"))
     if name in ["ppo_clip", "ppo_kl_adaptive"]:
