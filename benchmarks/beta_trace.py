@@ -5,7 +5,8 @@
 
 Runs the script once (one torch thread), reads `losses/kl` (d, the batch's mean KL after the K epochs) and
 `charts/beta` (the beta that update used) from its TensorBoard log, prints them at every tenth of the run,
-and appends a summary (beta's range, how often the rule halved and doubled it, how the run ended) to
+and appends a summary (beta's range and median, the last step where it was at least 0.01 and its lowest value
+until then, how often the rule halved and doubled it, how the run ended) to
 results/beta_trace.jsonl.
 """
 import argparse
@@ -45,6 +46,10 @@ def main() -> None:
            "kl_target": target, "iterations_logged": len(beta), "exit_code": result.returncode,
            "error": errors[0] if errors else None, "beta_min": float(beta[:, 1].min()),
            "beta_max": float(beta[:, 1].max()), "beta_last": float(beta[-1, 1]),
+           "beta_median": float(np.median(beta[:, 1])),
+           # where the rule's final halving run begins: beta's range before it, and the share of the run
+           "last_step_beta_at_least_0.01": int(beta[np.flatnonzero(beta[:, 1] >= 0.01)[-1], 0]),
+           "beta_min_until_then": float(beta[: np.flatnonzero(beta[:, 1] >= 0.01)[-1] + 1, 1].min()),
            "halvings": int(np.sum(np.isclose(ratios, 0.5))), "doublings": int(np.sum(np.isclose(ratios, 2.0))),
            "kept": int(np.sum(np.isclose(ratios, 1.0))), "d_median": float(np.median(kl[:, 1])),
            "d_last_tenth_median": float(np.median(kl[-max(1, len(kl) // 10):, 1])),
