@@ -9,6 +9,7 @@ Nature CNN shared by the policy and value heads. Any ALE game; other envs belong
     python ppo_atari.py --env-id ALE/Pong-v5 --total-timesteps 1000000
     python ppo_atari.py --help                            # every hyperparameter
     python ppo_atari.py --resume runs/<run>               # continue a stopped run from its last checkpoint
+    python ppo_atari.py --eval-checkpoint runs/<run> --capture-video   # watch a trained agent
     tensorboard --logdir runs
 
 What differs from ppo_clip.py: the Atari wrappers, the CNN, uint8 observation storage, acting in torch,
@@ -29,6 +30,7 @@ import random
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import ale_py
@@ -61,7 +63,14 @@ class Args:
     """step the N games in subprocesses (AsyncVectorEnv). Off: on this idle 2-core machine it trained at 280
     against 263 SPS (README), within the machine's noise, and sync is one process"""
     capture_video: bool = False
-    """record videos of env 0's game screen to videos/ (needs moviepy)"""
+    """record env 0's games (the real screen) on CleanRL's schedule, and every evaluation game, to
+    <run folder>/videos"""
+    track: bool = False
+    """log the run to Weights & Biases; without a login or a network it logs offline, to sync later"""
+    wandb_project_name: str = "ppo"
+    """W&B project"""
+    wandb_entity: str | None = None
+    """W&B entity (a user or team); by default your own"""
     save_model: bool = False
     """save the final model to <run folder>/<exp_name>.pt, in the checkpoint format"""
     run_dir: str | None = None
@@ -71,6 +80,8 @@ class Args:
     resume: str | None = None
     """continue a stopped run from its checkpoint file or run folder, with its own settings; the envs begin new
     games there, so only the rollout in progress is lost"""
+    eval_checkpoint: str | None = None
+    """no training: play --eval-episodes games with a saved model (file or run folder) and print its score"""
     eval_episodes: int = 10
     """whole games played by the trained policy after training (0 skips; not in the paper)"""
     total_timesteps: int = 10_000_000
@@ -134,8 +145,11 @@ def check_args(args: Args) -> int:
         sys.exit(f"error: --total-timesteps {args.total_timesteps} is less than one batch N*T = {batch_size}")
     if batch_size == args.num_minibatches and args.norm_adv:
         sys.exit("error: minibatches of one sample cannot normalise advantages: use fewer --num-minibatches")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:
-        sys.exit("error: --capture-video needs moviepy: pip install moviepy")
+    if args.resume and args.eval_checkpoint:
+        sys.exit("error: --resume continues training and --eval-checkpoint replays a model: give one of them")
+    for flag, wanted, module in [("capture-video", args.capture_video, "moviepy"), ("track", args.track, "wandb")]:
+        if wanted and importlib.util.find_spec(module) is None:
+            sys.exit(f"error: --{flag} needs {module}: pip install {module}")
     return batch_size // args.num_minibatches
 
 
@@ -173,13 +187,16 @@ class EpisodicLifeFireReset(gym.Wrapper):
         return obs, info
 
 
-def make_env(env_id: str, video_dir: str | None = None) -> gym.Env:
+def make_env(env_id: str, video_dir: str | None = None, first_episode: int = 0, eval_episodes: int = 0) -> gym.Env:
     """One game, wrapped as in the paper (Mnih et al. 2015's preprocessing): observations (4, 84, 84) uint8."""
     # frameskip=1: AtariPreprocessing skips. obs_type="grayscale": a third of the bytes of the RGB frame,
     # which AtariPreprocessing never reads (it asks the emulator for its screen itself).
     env = gym.make(env_id, frameskip=1, obs_type="grayscale", render_mode="rgb_array" if video_dir else None)
-    if video_dir:
-        env = gym.wrappers.RecordVideo(env, video_dir)  # the real screen, every frame of whole games
+    if video_dir:  # the real screen, every frame of whole games
+        with warnings.catch_warnings(action="ignore"):  # "overwriting": a resumed run numbers videos on
+            env = gym.wrappers.RecordVideo(env, video_dir, (lambda e: e < eval_episodes) if eval_episodes else None,
+                                           name_prefix="eval" if eval_episodes else "train")
+        env.episode_id = first_episode - 1
     # No-op reset (1 to 30), frame skip 4 with the max over the last two frames, 84x84 grayscale.
     env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84)
     env = gym.wrappers.RecordEpisodeStatistics(env)  # inside the life wrapper: whole games, unclipped rewards
@@ -188,11 +205,12 @@ def make_env(env_id: str, video_dir: str | None = None) -> gym.Env:
     return gym.wrappers.FrameStackObservation(env, 4)
 
 
-def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = "",
-              async_envs: bool = False) -> gym.vector.VectorEnv:
+def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, first_episode: int = 0,
+              async_envs: bool = False, eval_episodes: int = 0) -> gym.vector.VectorEnv:
     """N games. SAME_STEP autoreset returns the final observation of an ended episode in info["final_obs"]
     and the next episode's first observation at once, so no fake transition across the reset enters the
-    batch. Refuses ids that are unknown or not ALE games."""
+    batch. Refuses ids that are unknown or not ALE games. With video_dir, env 0's games are recorded there: in
+    training on CleanRL's schedule (games 0, 1, 8, 27, ..., 729, 1000, 2000, ...), or the evaluation's games."""
     try:
         probe = gym.make(env_id, disable_env_checker=True)
     except Exception as e:  # an unknown id, a module that will not import (`mod:Env-v0`), a malformed id
@@ -206,7 +224,7 @@ def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name:
     def make(i: int) -> gym.Env:
         if async_envs:  # in a worker: a terminal's Ctrl-C reaches every process; the main process handles it
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return make_env(env_id, f"videos/{run_name}" if capture_video and i == 0 else None)
+        return make_env(env_id, video_dir, first_episode, eval_episodes) if i == 0 else make_env(env_id)
     vector = gym.vector.AsyncVectorEnv if async_envs else gym.vector.SyncVectorEnv
     try:
         return vector([lambda i=i: make(i) for i in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -253,12 +271,12 @@ class Agent(nn.Module):
             hidden = self.trunk(nn.functional.conv2d(x, w, self.conv1.bias)).float()
         return self.actor(hidden), self.critic(hidden).squeeze(-1)
 
-    def act(self, obs: torch.Tensor, deterministic: bool = False):
+    def act(self, obs: torch.Tensor, deterministic: bool = False, generator: torch.Generator | None = None):
         """Sample actions (or take the likeliest) for (B, 4, 84, 84) observations; returns
         (actions, log pi_old(a|s), V(s)), each (B,), so the update needs no second pass over the batch."""
         logits, value = self(obs)
         logp = torch.log_softmax(logits, -1)
-        action = logp.argmax(-1) if deterministic else torch.multinomial(logp.exp(), 1).squeeze(-1)
+        action = logp.argmax(-1) if deterministic else torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
         return action, logp.gather(-1, action.unsqueeze(-1)).squeeze(-1), value
 
 
@@ -316,6 +334,9 @@ def annealed(args: Args, alpha: float) -> tuple[float, float]:
 # ---- Training ---------------------------------------------------------------------------------
 def main(args: Args) -> dict:
     """Train; return a summary (SPS, episode returns, evaluation) for benchmarks/."""
+    if args.eval_checkpoint:
+        check_args(args)
+        return {"eval_returns": replay(args)}
     args, ckpt = resume_args(args) if args.resume else (args, None)
     minibatch_size = check_args(args)
     batch_size = args.num_envs * args.num_steps
@@ -336,16 +357,10 @@ def main(args: Args) -> dict:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(args.threads)
 
-    envs = make_envs(args.env_id, args.num_envs, args.capture_video, os.path.basename(run_dir), args.async_envs)
-    try:  # purge_step: a resumed run drops what the stopped one logged after its checkpoint
-        writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
-        if args.save_model:  # the final model's file is tried now, not after the whole run
-            open(os.path.join(run_dir, f"{args.exp_name}.pt.tmp"), "wb").close()
-    except OSError as e:
-        sys.exit(f"error: cannot write the run folder {run_dir}: {e}")
-    if not ckpt:
-        table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+    envs = make_envs(args.env_id, args.num_envs, video_dir, first_video_episode(video_dir, ckpt), args.async_envs)
+    run = RunState(args, ckpt)
+    writer = run.writer
 
     agent = agent_from(ckpt) if ckpt else Agent(envs.single_action_space.n, args.bf16)
     # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
@@ -362,7 +377,7 @@ def main(args: Args) -> dict:
 
     start_iteration, global_step, recent_returns, env_seed = (restore(ckpt, optimizer) if ckpt
                                                               else (0, 0, [], args.seed))
-    run = RunState(args, ckpt, writer)
+    env0_episodes = ckpt["env0_episodes"] if ckpt else 0  # numbers env 0's videos
     start_step, start_time = global_step, time.time()
     next_obs, _ = envs.reset(seed=env_seed)
     for iteration in range(start_iteration + 1, num_iterations + 1):
@@ -390,6 +405,7 @@ def main(args: Args) -> dict:
                     writer.add_scalar("charts/episodic_return", game["r"][i], global_step)
                     writer.add_scalar("charts/episodic_length", game["l"][i], global_step)
                     recent_returns.append(float(game["r"][i]))
+                env0_episodes += int(info["final_info"]["_episode"][0])
 
         with torch.inference_mode():
             last_value = agent(torch.from_numpy(next_obs))[1]
@@ -456,20 +472,18 @@ def main(args: Args) -> dict:
             recent = f"{np.mean(recent_returns[-100:]):.1f}" if recent_returns else "n/a"
             print(f"step {global_step:>8}  SPS {sps:>5}  mean game score (last 100 games) {recent}", flush=True)
         run.save_if_due(iteration, num_iterations, lambda: checkpoint(
-            args, agent, optimizer, iteration, global_step, recent_returns))
+            args, agent, optimizer, iteration, global_step, recent_returns, env0_episodes, run))
     train_time = time.time() - start_time
     run.close()
     envs.close()
 
     if args.save_model:
         path = os.path.join(run_dir, f"{args.exp_name}.pt")
-        save_checkpoint(checkpoint(args, agent, optimizer, num_iterations, global_step, recent_returns), path)
+        save_checkpoint(checkpoint(args, agent, optimizer, num_iterations, global_step, recent_returns, env0_episodes,
+                                   run), path)
         print(f"model saved to {path}")
-    eval_returns = evaluate(agent, args.env_id, args.eval_episodes, args.seed + 10_000)
-    if eval_returns:
-        writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
-        print(f"eval: {np.mean(eval_returns):.1f} +- {np.std(eval_returns):.1f} over {len(eval_returns)} games")
-    writer.close()
+    eval_returns = evaluate(agent, args.env_id, args.eval_episodes, args.seed + 10_000, writer, global_step, video_dir)
+    run.finish()
     return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
             "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": run_dir, "agent": agent}
 
@@ -478,20 +492,23 @@ def main(args: Args) -> dict:
 EVAL_STEP_CAP = 27_000  # Atari's 108,000 frames
 
 
-def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> list:
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, writer=None, global_step: int = 0,
+             video_dir: str | None = None) -> list:
     """Scores of whole games (all lives, unclipped) with the policy sampled as in training. Not the
     likeliest action, as ppo_clip.py does: a deterministic Atari policy can repeat itself forever. A game
     still going after EVAL_STEP_CAP steps counts with its score so far. (The ALE ends the v4 and v5 ids'
-    games at 108,000 frames itself; an id's max_episode_steps, unlike ppo_clip.py's, counts frames here.)"""
+    games at 108,000 frames itself; an id's max_episode_steps, unlike ppo_clip.py's, counts frames here.)
+    The mean is printed and logged. The actions are sampled from a generator seeded by `seed`, so a replayed
+    checkpoint scores what its run's final evaluation did."""
     if episodes == 0:
         return []
-    env = make_envs(env_id, 1)
+    env = make_envs(env_id, 1, video_dir, eval_episodes=episodes)
     game = env.envs[0].get_wrapper_attr  # RecordEpisodeStatistics' running score (unclipped) and length
-    returns = []
+    returns, generator = [], torch.Generator().manual_seed(seed)
     obs, _ = env.reset(seed=seed)
     while len(returns) < episodes:
         with torch.inference_mode():
-            action = agent.act(torch.from_numpy(obs))[0]
+            action = agent.act(torch.from_numpy(obs), generator=generator)[0]
         obs, _, _, _, info = env.step(action.numpy())
         if "final_info" in info and "episode" in info["final_info"]:
             returns.append(float(info["final_info"]["episode"]["r"][0]))
@@ -500,22 +517,26 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int) -> list:
             returns.append(float(game("episode_returns")))
             obs, _ = env.reset(seed=seed + len(returns))  # a seed starts a new game, not the next life
     env.close()
+    print(f"eval: {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} games", flush=True)
+    if writer:
+        writer.add_scalar("eval/episodic_return", np.mean(returns), global_step)
     return returns
 
 
-# ---- Run management: checkpoints, resume, pre-emption, the divergence guard ----------------------------
+# ---- Run management: checkpoints, resume, pre-emption, the divergence guard, replay, video, tracking ---------
 CHECKPOINT_MINUTES = 5  # the default interval between checkpoints, in wall time
 # The flags that leave learning alone, so that a resumed run may take new values of them:
 RESUME_FLAGS = {"resume", "run_dir", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "threads",
-                "async_envs"}
+                "async_envs", "eval_checkpoint", "track", "wandb_project_name", "wandb_entity"}
 
 
-def checkpoint(args, agent, optimizer, iteration, global_step, recent_returns) -> dict:
+def checkpoint(args, agent, optimizer, iteration, global_step, recent_returns, env0_episodes, run) -> dict:
     """All a run needs to act and to continue, as CPU tensors and plain Python values: plain torch.load reads it."""
     np_rng = np.random.get_state()  # its key array goes in as a list
     return {"script": "ppo_atari", "env_id": args.env_id, "args": vars(args), "model": agent.state_dict(),
             "action_space": int(agent.actor.out_features), "optimizer": optimizer.state_dict(), "iteration": iteration,
-            "global_step": global_step, "recent_returns": recent_returns[-100:],
+            "global_step": global_step, "recent_returns": recent_returns[-100:], "env0_episodes": env0_episodes,
+            "wandb_id": run.tracker.id if run.tracker else run.wandb_id,
             "rng": [random.getstate(), torch.get_rng_state(), (np_rng[0], np_rng[1].tolist(), *np_rng[2:]),
                     torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []]}
 
@@ -574,13 +595,74 @@ def restore(ckpt: dict, optimizer) -> tuple[int, int, list, int]:
     return ckpt["iteration"], ckpt["global_step"], ckpt["recent_returns"], env_seed
 
 
-class RunState:
-    """A run's periodic checkpoints, stop signals (SIGTERM, Ctrl-C) and divergence guard."""
+def first_video_episode(video_dir: str | None, ckpt: dict | None) -> int:
+    """A resumed run numbers env 0's games on from its checkpoint, and past any video the stopped run
+    recorded after it: no video is overwritten."""
+    names = os.listdir(video_dir) if video_dir and os.path.isdir(video_dir) else []
+    recorded = [int(n[len("train-episode-"):-len(".mp4")]) for n in names if n.startswith("train-episode-")]
+    return max([ckpt["env0_episodes"] + 1 if ckpt else 0] + [n + 1 for n in recorded])
 
-    def __init__(self, args: Args, ckpt: dict | None, writer):
-        self.every, self.path, self.writer = args.checkpoint_every, os.path.join(args.run_dir, "checkpoint.pt"), writer
+
+def replay(args: Args) -> list:
+    """--eval-checkpoint: the final evaluation of training, on a saved agent, logged to <its run folder>/eval."""
+    ckpt = load_checkpoint(args.eval_checkpoint)
+    agent = agent_from(ckpt)
+    if args.eval_episodes < 1:
+        sys.exit(f"error: --eval-episodes must be positive with --eval-checkpoint, got {args.eval_episodes}")
+    if args.env_id != ckpt["env_id"]:
+        if make_envs(args.env_id, 1).single_action_space.n != ckpt["action_space"]:
+            sys.exit(f"error: {args.env_id}'s action space differs from {ckpt['env_id']}'s, the game the checkpoint "
+                     "learned")
+        print(f"{args.env_id} has the actions of {ckpt['env_id']}, the game the checkpoint learned: evaluating on it")
+    folder = os.path.join(os.path.dirname(os.path.abspath(ckpt["path"])), "eval")
+    writer = SummaryWriter(folder)
+    returns = evaluate(agent, args.env_id, args.eval_episodes, args.seed + 10_000, writer, ckpt["global_step"],
+                       os.path.join(folder, "videos") if args.capture_video else None)
+    writer.close()
+    return returns
+
+
+def start_tracking(args: Args, wandb_id: str | None):
+    """--track: a W&B run that mirrors TensorBoard, continued by a resumed run. Without a login or a network,
+    it logs offline rather than fail or wait past wandb's init_timeout (90 s; WANDB_INIT_TIMEOUT sets it)."""
+    import wandb  # only with --track
+    # TensorBoard's events become W&B's history; save=False: no copy of the event files, which would nest
+    # W&B's folder in itself, as it lies in the run folder.
+    wandb.tensorboard.patch(root_logdir=args.run_dir, save=False)
+    settings = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(args.run_dir),
+                    config=vars(args), dir=args.run_dir, id=wandb_id, resume="allow")
+    try:
+        return wandb.init(**settings)
+    except Exception as e:  # no login (UsageError) or no network (CommError)
+        wandb.teardown()
+        print(f"W&B is unreachable ({(str(e).splitlines() or [type(e).__name__])[0]}): logging offline; upload "
+              f"later with: wandb sync {args.run_dir}/wandb/offline-run-*", flush=True)
+        return wandb.init(**settings, mode="offline")
+
+
+class RunState:
+    """A run's folder, TensorBoard and W&B logs, periodic checkpoints, stop signals (SIGTERM, Ctrl-C) and
+    divergence guard."""
+
+    def __init__(self, args: Args, ckpt: dict | None):
+        self.every, self.path = args.checkpoint_every, os.path.join(args.run_dir, "checkpoint.pt")
         self.last = (ckpt["path"], ckpt["iteration"]) if ckpt else None  # the last good checkpoint
-        self.saved_at, self.stop = time.time(), None
+        self.saved_at, self.stop, self.wandb_id = time.time(), None, ckpt["wandb_id"] if ckpt else None
+        try:
+            os.makedirs(args.run_dir, exist_ok=True)
+            # W&B first: it mirrors only the SummaryWriters made after it starts.
+            self.tracker = start_tracking(args, self.wandb_id) if args.track else None
+            # purge_step: a resumed run drops what the stopped one logged after its checkpoint
+            self.writer = SummaryWriter(args.run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
+            if args.save_model:  # the final model's file is tried now, not after the whole run
+                open(os.path.join(args.run_dir, f"{args.exp_name}.pt.tmp"), "wb").close()
+        except OSError as e:
+            sys.exit(f"error: cannot write the run folder {args.run_dir}: {e}")
+        if not ckpt:
+            table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
+            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+        self.videos = os.path.join(args.run_dir, "videos")
+        self.logged = set(os.listdir(self.videos)) if os.path.isdir(self.videos) else set()
         for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
             signal.signal(sig, lambda signum, frame: setattr(self, "stop", signum))
 
@@ -600,19 +682,35 @@ class RunState:
             self.writer.flush()  # TensorBoard holds every step up to the checkpoint, even if the run is killed
             save_checkpoint(make_checkpoint(), self.path)
             self.last, self.saved_at = (self.path, iteration), time.time()
+        self.log_videos()
         if self.stop:
             print(f"stopped by {signal.Signals(self.stop).name} at iteration {iteration}; continue with: "
                   f"python ppo_atari.py --resume {os.path.dirname(self.path)}", file=sys.stderr, flush=True)
             sys.exit(128 + self.stop)
 
+    def log_videos(self) -> None:
+        """Send W&B each new video as a wandb.Video: its monitor_gym breaks on gymnasium 1.x (wandb #10339, #11193)."""
+        new = sorted(set(os.listdir(self.videos)) - self.logged) if self.tracker and os.path.isdir(self.videos) else []
+        for name in (n for n in new if n.endswith(".mp4")):
+            video = sys.modules["wandb"].Video(os.path.join(self.videos, name))
+            self.tracker.log({f"videos/{name.split('-')[0]}": video})
+            self.logged.add(name)
+
     def close(self) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
+    def finish(self) -> None:
+        self.writer.close()  # before W&B finishes, so that it mirrors the last events
+        self.log_videos()
+        if self.tracker:
+            self.tracker.finish()
+
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    if args.resume:  # a flag not typed takes the run's own value, so that resume_args sees each one typed
-        args = tyro.cli(Args, default=dataclasses.replace(Args(**load_checkpoint(args.resume)["args"]),
-                                                          resume=args.resume))
+    if args.resume or args.eval_checkpoint:  # a flag not typed takes the run's value (resume_args sees all typed)
+        saved = Args(**load_checkpoint(args.resume or args.eval_checkpoint)["args"])
+        args = tyro.cli(Args, default=dataclasses.replace(saved, resume=args.resume,
+                                                          eval_checkpoint=args.eval_checkpoint))
     main(args)

@@ -8,6 +8,7 @@ space. Defaults are the paper's MuJoCo settings (Table 3).
     python ppo_clip.py --env-id Hopper-v4     # MuJoCo, diagonal Gaussian policy
     python ppo_clip.py --help                 # every hyperparameter
     python ppo_clip.py --resume runs/<run>    # continue a stopped run from its last checkpoint
+    python ppo_clip.py --eval-checkpoint runs/<run> --capture-video   # watch a trained agent
     tensorboard --logdir runs
 
 Conventions, written once:
@@ -24,6 +25,7 @@ import random
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -47,7 +49,13 @@ class Args:
     threads: int = 1
     """torch CPU threads; one is fastest for 64-unit networks (not in the paper)"""
     capture_video: bool = False
-    """record videos of env 0 to videos/ (needs moviepy; MuJoCo needs MUJOCO_GL=egl or osmesa)"""
+    """record env 0's episodes on CleanRL's schedule, and every evaluation episode, to <run folder>/videos"""
+    track: bool = False
+    """log the run to Weights & Biases; without a login or a network it logs offline, to sync later"""
+    wandb_project_name: str = "ppo"
+    """W&B project"""
+    wandb_entity: str | None = None
+    """W&B entity (a user or team); by default your own"""
     save_model: bool = False
     """save the final model to <run folder>/<exp_name>.pt, in the checkpoint format"""
     run_dir: str | None = None
@@ -57,6 +65,8 @@ class Args:
     resume: str | None = None
     """continue a stopped run from its checkpoint file or run folder, with its own settings; the envs begin new
     episodes there, so only the rollout in progress is lost"""
+    eval_checkpoint: str | None = None
+    """no training: play --eval-episodes episodes with a saved model (file or run folder) and print its score"""
     eval_episodes: int = 10
     """episodes with the deterministic policy after training (0 skips; not in the paper)"""
     total_timesteps: int = 1_000_000
@@ -122,22 +132,41 @@ def check_args(args: Args) -> int:
         sys.exit(f"error: --total-timesteps {args.total_timesteps} is less than one batch N*T = {batch_size}")
     if batch_size == args.num_minibatches and args.norm_adv:
         sys.exit("error: minibatches of one sample cannot normalise advantages: use fewer --num-minibatches")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:
-        sys.exit("error: --capture-video needs moviepy: pip install moviepy")
+    if args.resume and args.eval_checkpoint:
+        sys.exit("error: --resume continues training and --eval-checkpoint replays a model: give one of them")
+    for flag, wanted, module in [("capture-video", args.capture_video, "moviepy"), ("track", args.track, "wandb")]:
+        if wanted and importlib.util.find_spec(module) is None:
+            sys.exit(f"error: --{flag} needs {module}: pip install {module}")
     return batch_size // args.num_minibatches
 
 
 # ---- Environments -----------------------------------------------------------------------------
-def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = "") -> gym.vector.VectorEnv:
+def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, first_episode: int = 0,
+              eval_episodes: int = 0) -> gym.vector.VectorEnv:
     """N actors in one process. SAME_STEP autoreset returns the final observation of an ended episode
     in info["final_obs"] and the next episode's first observation at once, so no fake transition
-    across the reset enters the batch."""
+    across the reset enters the batch. With video_dir, env 0's episodes are recorded there: in training
+    on CleanRL's schedule (episodes 0, 1, 8, 27, ..., 729, 1000, 2000, ...), or the evaluation's episodes."""
+    if video_dir and sys.platform == "linux" and not os.environ.get("DISPLAY"):  # headless:
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo reads it once, when it is first imported
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws classic control without a window
+
     def thunk(i):
         def make():
-            video = capture_video and i == 0
+            video = video_dir and i == 0
             env = gym.make(env_id, render_mode="rgb_array" if video else None, disable_env_checker=True)
             if video:
-                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+                try:  # one line now, rather than a traceback at the first recorded frame
+                    env.reset(seed=0)
+                    env.render()
+                except Exception as e:
+                    sys.exit(f"error: cannot render {env_id} for --capture-video: {(str(e).splitlines() or [''])[0]} "
+                             "(headless MuJoCo needs EGL: apt install libegl1 libgl1-mesa-dri; or OSMesa: apt install "
+                             "libosmesa6, with MUJOCO_GL=osmesa)")
+                with warnings.catch_warnings(action="ignore"):  # "overwriting": a resumed run numbers videos on
+                    env = gym.wrappers.RecordVideo(env, video_dir, (lambda e: e < eval_episodes) if eval_episodes
+                                                   else None, name_prefix="eval" if eval_episodes else "train")
+                env.episode_id = first_episode - 1
             if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
                 env = gym.wrappers.FlattenObservation(env)  # e.g. a Discrete observation becomes one-hot
             return env
@@ -293,6 +322,9 @@ def ppo_loss(pg_loss, v_loss, entropy, vf_coef, ent_coef):
 # ---- Training ---------------------------------------------------------------------------------
 def main(args: Args) -> dict:
     """Train; return a summary (SPS, episode returns, evaluation) for benchmarks/."""
+    if args.eval_checkpoint:
+        check_args(args)
+        return {"eval_returns": replay(args)}
     args, ckpt = resume_args(args) if args.resume else (args, None)
     minibatch_size = check_args(args)
     batch_size = args.num_envs * args.num_steps
@@ -314,16 +346,10 @@ def main(args: Args) -> dict:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(args.threads)
 
-    envs = make_envs(args.env_id, args.num_envs, args.capture_video, os.path.basename(run_dir))
-    try:  # purge_step: a resumed run drops what the stopped one logged after its checkpoint
-        writer = SummaryWriter(run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
-        if args.save_model:  # the final model's file is tried now, not after the whole run
-            open(os.path.join(run_dir, f"{args.exp_name}.pt.tmp"), "wb").close()
-    except OSError as e:
-        sys.exit(f"error: cannot write the run folder {run_dir}: {e}")
-    if not ckpt:
-        table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
-        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+    envs = make_envs(args.env_id, args.num_envs, video_dir, first_video_episode(video_dir, ckpt))
+    run = RunState(args, ckpt)
+    writer = run.writer
 
     obs_dim = envs.single_observation_space.shape[0]
     agent, obs_rms = agent_from(ckpt) if ckpt else (Agent(obs_dim, envs.single_action_space, args.init_log_std),
@@ -344,7 +370,7 @@ def main(args: Args) -> dict:
     ep_return, ep_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
     start_iteration, global_step, recent_returns, env_seed = (restore(ckpt, optimizer, rng) if ckpt
                                                               else (0, 0, [], args.seed))
-    run = RunState(args, ckpt, writer)
+    env0_episodes = ckpt["env0_episodes"] if ckpt else 0  # numbers env 0's videos
     start_step, start_time = global_step, time.time()
     next_raw_obs, _ = envs.reset(seed=env_seed)
     for iteration in range(start_iteration + 1, num_iterations + 1):
@@ -376,6 +402,7 @@ def main(args: Args) -> dict:
                 writer.add_scalar("charts/episodic_length", ep_length[i], global_step)
                 recent_returns.append(float(ep_return[i]))
                 ep_return[i], ep_length[i] = 0, 0
+            env0_episodes += int(dones[t, 0])
 
         with torch.inference_mode():
             # The network is fixed during the rollout, so pi_old's log-probs and values are computed once
@@ -450,7 +477,7 @@ def main(args: Args) -> dict:
             recent = f"{np.mean(recent_returns[-100:]):.1f}" if recent_returns else "n/a"
             print(f"step {global_step:>8}  SPS {sps:>5}  mean return (last 100 episodes) {recent}", flush=True)
         run.save_if_due(iteration, num_iterations, lambda: checkpoint(
-            args, agent, optimizer, obs_rms, rng, iteration, global_step, recent_returns))
+            args, agent, optimizer, obs_rms, rng, iteration, global_step, recent_returns, env0_episodes, run))
     train_time = time.time() - start_time
     run.close()
     envs.close()
@@ -458,13 +485,11 @@ def main(args: Args) -> dict:
     if args.save_model:
         path = os.path.join(run_dir, f"{args.exp_name}.pt")
         save_checkpoint(checkpoint(args, agent, optimizer, obs_rms, rng, num_iterations, global_step,
-                                   recent_returns), path)
+                                   recent_returns, env0_episodes, run), path)
         print(f"model saved to {path}")
-    eval_returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000)
-    if eval_returns:
-        writer.add_scalar("eval/episodic_return", np.mean(eval_returns), global_step)
-        print(f"eval: {np.mean(eval_returns):.1f} +- {np.std(eval_returns):.1f} over {len(eval_returns)} episodes")
-    writer.close()
+    eval_returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, writer,
+                            global_step, video_dir)
+    run.finish()
     return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
             "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": run_dir,
             "agent": agent, "obs_rms": obs_rms}
@@ -474,13 +499,15 @@ def main(args: Args) -> dict:
 EVAL_STEP_CAP = 27_000  # Atari's 108,000 frames
 
 
-def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, seed: int) -> list:
+def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, seed: int, writer=None,
+             global_step: int = 0, video_dir: str | None = None) -> list:
     """Returns of whole episodes with the deterministic policy (the Gaussian mean or the likeliest action)
-    and the observation statistics frozen as training left them. An env without a time limit gets one of
-    EVAL_STEP_CAP steps, or a policy that never ends an episode would never return."""
+    and the observation statistics frozen as training left them; their mean is printed and logged. An env
+    without a time limit gets one of EVAL_STEP_CAP steps, or a policy that never ends an episode would never
+    return."""
     if episodes == 0:
         return []
-    env = make_envs(env_id, 1)
+    env = make_envs(env_id, 1, video_dir, eval_episodes=episodes)
     cap = env.envs[0].spec.max_episode_steps or EVAL_STEP_CAP
     returns = []
     obs, _ = env.reset(seed=seed)
@@ -498,16 +525,21 @@ def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, 
             returns.append(float(ep_return))
             ep_return, ep_length = 0.0, 0
     env.close()
+    print(f"eval: {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes", flush=True)
+    if writer:
+        writer.add_scalar("eval/episodic_return", np.mean(returns), global_step)
     return returns
 
 
-# ---- Run management: checkpoints, resume, pre-emption, the divergence guard ----------------------------
+# ---- Run management: checkpoints, resume, pre-emption, the divergence guard, replay, video, tracking ---------
 CHECKPOINT_MINUTES = 5  # the default interval between checkpoints, in wall time
 # The flags that leave learning alone, so that a resumed run may take new values of them:
-RESUME_FLAGS = {"resume", "run_dir", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "threads"}
+RESUME_FLAGS = {"resume", "run_dir", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "threads",
+                "eval_checkpoint", "track", "wandb_project_name", "wandb_entity"}
 
 
-def checkpoint(args, agent, optimizer, obs_rms, rng, iteration, global_step, recent_returns) -> dict:
+def checkpoint(args, agent, optimizer, obs_rms, rng, iteration, global_step, recent_returns, env0_episodes,
+               run) -> dict:
     """All a run needs to act and to continue, as CPU tensors and plain Python values: plain torch.load reads it."""
     space, np_rng = agent.action_space, np.random.get_state()
     return {"script": "ppo_clip", "env_id": args.env_id, "args": vars(args), "model": agent.state_dict(),
@@ -515,7 +547,8 @@ def checkpoint(args, agent, optimizer, obs_rms, rng, iteration, global_step, rec
             "action_space": ([torch.from_numpy(space.low), torch.from_numpy(space.high)] if agent.continuous
                              else int(space.n)),
             "optimizer": optimizer.state_dict(), "iteration": iteration, "global_step": global_step,
-            "recent_returns": recent_returns[-100:],
+            "recent_returns": recent_returns[-100:], "env0_episodes": env0_episodes,
+            "wandb_id": run.tracker.id if run.tracker else run.wandb_id,
             "rng": [random.getstate(), torch.get_rng_state(), (np_rng[0], np_rng[1].tolist(), *np_rng[2:]),
                     rng.bit_generator.state]}
 
@@ -576,13 +609,76 @@ def restore(ckpt: dict, optimizer, rng: np.random.Generator) -> tuple[int, int, 
     return ckpt["iteration"], ckpt["global_step"], ckpt["recent_returns"], env_seed
 
 
-class RunState:
-    """A run's folder, periodic checkpoints, stop signals (SIGTERM, Ctrl-C) and divergence guard."""
+def first_video_episode(video_dir: str | None, ckpt: dict | None) -> int:
+    """A resumed run numbers env 0's episodes on from its checkpoint, and past any video the stopped run
+    recorded after it: no video is overwritten."""
+    names = os.listdir(video_dir) if video_dir and os.path.isdir(video_dir) else []
+    recorded = [int(n[len("train-episode-"):-len(".mp4")]) for n in names if n.startswith("train-episode-")]
+    return max([ckpt["env0_episodes"] + 1 if ckpt else 0] + [n + 1 for n in recorded])
 
-    def __init__(self, args: Args, ckpt: dict | None, writer):
+
+def replay(args: Args) -> list:
+    """--eval-checkpoint: the final evaluation of training, on a saved agent, logged to <its run folder>/eval."""
+    ckpt = load_checkpoint(args.eval_checkpoint)
+    agent, obs_rms = agent_from(ckpt)
+    if args.eval_episodes < 1:
+        sys.exit(f"error: --eval-episodes must be positive with --eval-checkpoint, got {args.eval_episodes}")
+    if args.env_id != ckpt["env_id"]:
+        envs = make_envs(args.env_id, 1)
+        if envs.single_observation_space.shape != obs_rms.mean.shape or envs.single_action_space != agent.action_space:
+            sys.exit(f"error: {args.env_id}'s observation or action space differs from {ckpt['env_id']}'s, "
+                     "the env the checkpoint learned")
+        print(f"{args.env_id} has the observation and action spaces of {ckpt['env_id']}, the env the checkpoint "
+              "learned: evaluating on it")
+    folder = os.path.join(os.path.dirname(os.path.abspath(ckpt["path"])), "eval")
+    writer = SummaryWriter(folder)
+    returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, writer,
+                       ckpt["global_step"], os.path.join(folder, "videos") if args.capture_video else None)
+    writer.close()
+    return returns
+
+
+def start_tracking(args: Args, wandb_id: str | None):
+    """--track: a W&B run that mirrors TensorBoard, continued by a resumed run. Without a login or a network,
+    it logs offline rather than fail or wait past wandb's init_timeout (90 s; WANDB_INIT_TIMEOUT sets it)."""
+    import wandb  # only with --track
+    # TensorBoard's events become W&B's history; save=False: no copy of the event files, which would nest
+    # W&B's folder in itself, as it lies in the run folder.
+    wandb.tensorboard.patch(root_logdir=args.run_dir, save=False)
+    settings = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(args.run_dir),
+                    config=vars(args), dir=args.run_dir, id=wandb_id, resume="allow")
+    try:
+        return wandb.init(**settings)
+    except Exception as e:  # no login (UsageError) or no network (CommError)
+        wandb.teardown()
+        print(f"W&B is unreachable ({(str(e).splitlines() or [type(e).__name__])[0]}): logging offline; upload "
+              f"later with: wandb sync {args.run_dir}/wandb/offline-run-*", flush=True)
+        return wandb.init(**settings, mode="offline")
+
+
+class RunState:
+    """A run's folder, TensorBoard and W&B logs, periodic checkpoints, stop signals (SIGTERM, Ctrl-C) and
+    divergence guard."""
+
+    def __init__(self, args: Args, ckpt: dict | None):
         self.every, self.path = args.checkpoint_every, os.path.join(args.run_dir, "checkpoint.pt")
         self.last = (ckpt["path"], ckpt["iteration"]) if ckpt else None  # the last good checkpoint
-        self.saved_at, self.stop, self.writer = time.time(), None, writer
+        self.saved_at, self.stop, self.wandb_id = time.time(), None, ckpt["wandb_id"] if ckpt else None
+        try:
+            os.makedirs(args.run_dir, exist_ok=True)
+            # W&B first: it mirrors only the SummaryWriters made after it starts.
+            self.tracker = start_tracking(args, self.wandb_id) if args.track else None
+            # purge_step: a resumed run drops what the stopped one logged after its checkpoint
+            self.writer = SummaryWriter(args.run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
+            if args.save_model:  # the final model's file is tried now, not after the whole run
+                open(os.path.join(args.run_dir, f"{args.exp_name}.pt.tmp"), "wb").close()
+        except OSError as e:
+            sys.exit(f"error: cannot write the run folder {args.run_dir}: {e}")
+        if not ckpt:
+            table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
+            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+        self.videos = os.path.join(args.run_dir, "videos")
+        self.logged = set(os.listdir(self.videos)) if os.path.isdir(self.videos) else set()
         for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
             signal.signal(sig, lambda signum, frame: setattr(self, "stop", signum))
 
@@ -602,19 +698,35 @@ class RunState:
             self.writer.flush()  # TensorBoard holds every step up to the checkpoint, even if the run is killed
             save_checkpoint(make_checkpoint(), self.path)
             self.last, self.saved_at = (self.path, iteration), time.time()
+        self.log_videos()
         if self.stop:
             print(f"stopped by {signal.Signals(self.stop).name} at iteration {iteration}; continue with: "
                   f"python ppo_clip.py --resume {os.path.dirname(self.path)}", file=sys.stderr, flush=True)
             sys.exit(128 + self.stop)
 
+    def log_videos(self) -> None:
+        """Send W&B each new video as a wandb.Video: its monitor_gym breaks on gymnasium 1.x (wandb #10339, #11193)."""
+        new = sorted(set(os.listdir(self.videos)) - self.logged) if self.tracker and os.path.isdir(self.videos) else []
+        for name in (n for n in new if n.endswith(".mp4")):
+            video = sys.modules["wandb"].Video(os.path.join(self.videos, name))
+            self.tracker.log({f"videos/{name.split('-')[0]}": video})
+            self.logged.add(name)
+
     def close(self) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
+    def finish(self) -> None:
+        self.writer.close()  # before W&B finishes, so that it mirrors the last events
+        self.log_videos()
+        if self.tracker:
+            self.tracker.finish()
+
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    if args.resume:  # a flag not typed takes the run's own value, so that resume_args sees each one typed
-        args = tyro.cli(Args, default=dataclasses.replace(Args(**load_checkpoint(args.resume)["args"]),
-                                                          resume=args.resume))
+    if args.resume or args.eval_checkpoint:  # a flag not typed takes the run's value (resume_args sees all typed)
+        saved = Args(**load_checkpoint(args.resume or args.eval_checkpoint)["args"])
+        args = tyro.cli(Args, default=dataclasses.replace(saved, resume=args.resume,
+                                                          eval_checkpoint=args.eval_checkpoint))
     main(args)

@@ -359,6 +359,14 @@ def bad_commands(name, tmp_path):
                    "ALE/Pong-v5" if name == "ppo_atari" else "Pendulum-v1"], "--env-id cannot change"))
     if name in ["ppo_clip", "ppo_kl_adaptive"]:
         cases.append((["--env-id", "tests.envs:DiscreteStart-v0"], "Discrete actions start at 1"))
+    own, other_env = str(tmp_path / "own.pt"), {"ppo_atari": "PongNoFrameskip-v4", "ppo_continuous": "Pendulum-v1"}
+    cases += [(["--eval-checkpoint", str(tmp_path / "missing.pt")], "cannot read checkpoint"),
+              (["--eval-checkpoint", str(tmp_path / "foreign.pt")], "is not a checkpoint of this"),
+              (["--eval-checkpoint", str(tmp_path / "other_script.pt")], "is not a checkpoint of this"),
+              (["--eval-checkpoint", own, "--eval-episodes", "1", "--env-id", other_env.get(name, "Acrobot-v1")],
+               "space differs from"),
+              (["--eval-checkpoint", own], "--eval-episodes must be positive"),  # the tiny run's 0
+              (["--eval-checkpoint", own, "--resume", own], "give one of them")]
     return cases
 
 

@@ -2,7 +2,6 @@
 import dataclasses
 import glob
 import json
-import os
 import subprocess
 import sys
 

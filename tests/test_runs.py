@@ -1,7 +1,6 @@
 """Whole runs of each script: defaults, logging, determinism, the truncation bootstrap, bad input, learning."""
 import dataclasses
 import glob
-import importlib.util
 
 import numpy as np
 import pytest
@@ -163,14 +162,6 @@ def test_bad_input_is_refused_in_one_line(name, flags, message, tmp_path):
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
     assert not glob.glob(f"{tmp_path}/runs/*")  # refused before any training
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.skipif(importlib.util.find_spec("moviepy") is not None, reason="moviepy is installed here")
-def test_missing_video_dependency_names_the_fix(name, tmp_path):
-    result = run_script(name, "--capture-video", cwd=tmp_path)
-    assert result.returncode != 0 and "pip install moviepy" in result.stderr
-    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("name", ["ppo_clip"])
