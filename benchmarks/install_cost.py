@@ -44,7 +44,7 @@ def main() -> None:
             seconds, added = time.time() - start, folder_bytes(venv) - before
             print(f"{label:32s} {added / 2**20:8.1f} MiB {seconds:7.1f} s", flush=True)
             record("install_cost.jsonl", {"packages": label, "added_mib": round(added / 2**20, 1),
-                                          "install_seconds": round(seconds, 1)})
+                                          "install_seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d")})
 
 
 if __name__ == "__main__":
