@@ -111,6 +111,9 @@ class Args:
     vf_coef: float = 1.0
     """c1 of eq. (9), the value loss weight; Table 5 uses 1. CleanRL's loss weighs the squared error 0.25,
     which scored higher on one Breakout seed at 1M steps (README)"""
+    clip_vloss: bool = False
+    """clip the value update like the policy's (baselines' ppo2, CleanRL's default; not in the paper). CleanRL's
+    settings: --update-epochs 4 --no-anneal-clip --vf-coef 0.25 --clip-vloss"""
     max_grad_norm: float = 0.5
     """global gradient-norm clip (Huang et al. 2022; not in the paper)"""
     norm_adv: bool = True
@@ -321,6 +324,13 @@ def value_loss(new_value, returns):
     return (new_value - returns).pow(2).mean()
 
 
+def clipped_value_loss(new_value, old_value, returns, clip_coef):
+    """L^VF with the value update clipped like the policy's (baselines' ppo2; not in the paper):
+    max((V - V^targ)^2, (V_old + clip(V - V_old, -eps, eps) - V^targ)^2), the mean over the batch."""
+    clipped = old_value + torch.clamp(new_value - old_value, -clip_coef, clip_coef)
+    return torch.max((new_value - returns).pow(2), (clipped - returns).pow(2)).mean()
+
+
 def ppo_loss(pg_loss, v_loss, entropy, vf_coef, ent_coef):
     """-L^{CLIP+VF+S}, eq. (9): -(L^CLIP - c1 L^VF + c2 S), given pg_loss = -L^CLIP and S's batch mean."""
     return pg_loss + vf_coef * v_loss - ent_coef * entropy
@@ -434,7 +444,10 @@ def main(args: Args) -> dict:
                 if args.norm_adv:
                     mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
                 pg_loss = clipped_surrogate_loss(new_logprob, b_logprobs[mb], mb_adv, clip_coef)
-                v_loss = value_loss(new_value, b_returns[mb])
+                if args.clip_vloss:
+                    v_loss = clipped_value_loss(new_value, b_values[mb], b_returns[mb], clip_coef)
+                else:
+                    v_loss = value_loss(new_value, b_returns[mb])
                 entropy_mean = entropy.mean()
                 loss = ppo_loss(pg_loss, v_loss, entropy_mean, args.vf_coef, args.ent_coef)
 

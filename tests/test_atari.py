@@ -254,6 +254,31 @@ def test_ratio_is_one_up_to_rounding_on_the_first_minibatch(tmp_path, monkeypatc
     assert (calls[1] - 1).abs().max() > 1e-4  # and the first update did move the policy
 
 
+def test_clip_vloss_clips_against_the_rollouts_values_at_the_current_epsilon(tmp_path, monkeypatch):
+    """CleanRL's settings as flags: the value loss is clipped around pi_old's values (from acting) with the
+    policy's epsilon, here held at 0.1 by --no-anneal-clip."""
+    monkeypatch.chdir(tmp_path)
+    calls, real_loss = [], mod.clipped_value_loss
+
+    def spy(new_value, old_value, returns, clip_coef):
+        calls.append((old_value.clone(), clip_coef))
+        return real_loss(new_value, old_value, returns, clip_coef)
+
+    def spy_gae(rewards, values, dones, last_value, gamma, gae_lambda):
+        rollout_values.append(values.reshape(-1).clone())
+        return real_gae(rewards, values, dones, last_value, gamma, gae_lambda)
+
+    rollout_values, real_gae = [], mod.compute_gae
+    monkeypatch.setattr(mod, "clipped_value_loss", spy)
+    monkeypatch.setattr(mod, "compute_gae", spy_gae)
+    tiny = SCRIPTS["ppo_atari"]["tiny"]
+    mod.main(dataclasses.replace(mod.Args(), **tiny, clip_vloss=True, anneal_clip=False))
+    updates = tiny["total_timesteps"] // tiny["num_steps"] * tiny["update_epochs"] * tiny["num_minibatches"]
+    assert len(calls) == updates and {c for _, c in calls} == {0.1}
+    old = torch.cat([v for v, _ in calls[:tiny["num_minibatches"]]])  # the first epoch: each sample once
+    assert sorted(old.tolist()) == pytest.approx(sorted(rollout_values[0].tolist()))
+
+
 def test_short_breakout_run_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = dataclasses.replace(mod.Args(), num_envs=2, num_steps=128, num_minibatches=2, update_epochs=1,
