@@ -52,6 +52,8 @@ class Args:
     """an ALE game: `<Game>NoFrameskip-v4` as in the paper, or `ALE/<Game>-v5` (sticky actions)"""
     seed: int = 1
     """seed of python, numpy, torch and the envs"""
+    cuda: bool = True
+    """train on the GPU when torch sees one (CleanRL's flag); the CPU otherwise"""
     torch_deterministic: bool = True
     """set cudnn.deterministic for GPU runs (CleanRL's flag); a CPU run is deterministic either way"""
     threads: int = 2
@@ -235,6 +237,21 @@ def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, first_ep
         sys.exit(f"error: {env_id} needs a missing dependency: {str(e).splitlines()[0]}")
 
 
+def pick_device(cuda: bool) -> torch.device:
+    """The GPU if asked for and torch sees one, else the CPU; one line says which."""
+    device = torch.device("cuda" if cuda and torch.cuda.is_available() else "cpu")
+    note = " (--cuda, but torch sees no GPU)" if cuda and device.type == "cpu" else ""
+    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}{note}", flush=True)
+    return device
+
+
+def to_device(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 frames to the device: from pinned memory without blocking on CUDA (pin_memory fails on a
+    CPU-only build), as they are on the CPU."""
+    frames = torch.from_numpy(frames)
+    return frames.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else frames
+
+
 # ---- Network ----------------------------------------------------------------------------------
 def layer(module: nn.Module, gain: float) -> nn.Module:
     """Orthogonal weights and zero biases (Huang et al. 2022; not in the paper)."""
@@ -270,7 +287,7 @@ class Agent(nn.Module):
         # conv1(obs / 255) up to float rounding, and its forward and backward take half the time on CPU.
         x = space_to_depth(obs, 4).float().div_(255.0)  # (B, 64, 21, 21); pixels to [0, 1] here, and only here
         w = space_to_depth(self.conv1.weight, 4)  # (32, 4, 8, 8) -> (32, 64, 2, 2)
-        with torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(obs.device.type, torch.bfloat16, enabled=self.bf16):
             hidden = self.trunk(nn.functional.conv2d(x, w, self.conv1.bias)).float()
         return self.actor(hidden), self.critic(hidden).squeeze(-1)
 
@@ -299,15 +316,16 @@ def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
     dones[t, i] = 1 when env i's episode ended at step t, so neither V(s_{t+1}) nor A_{t+1} reaches step t.
     Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets).
     """
-    r, v, d = rewards.numpy(), values.numpy(), dones.numpy()  # numpy: a T-step loop of tiny ops is faster there
+    # numpy: a T-step loop of tiny ops is faster there, on the CPU, than in torch, even on a GPU
+    r, v, d = rewards.cpu().numpy(), values.cpu().numpy(), dones.cpu().numpy()
     adv = np.zeros_like(r)
-    next_value, next_adv = last_value.numpy(), np.zeros_like(r[0])
+    next_value, next_adv = last_value.cpu().numpy(), np.zeros_like(r[0])
     for t in reversed(range(r.shape[0])):
         alive = 1.0 - d[t]
         delta = r[t] + gamma * next_value * alive - v[t]  # eq. (12)
         next_adv = adv[t] = delta + gamma * gae_lambda * alive * next_adv  # eq. (11), summed backwards
         next_value = v[t]
-    advantages = torch.from_numpy(adv)
+    advantages = torch.from_numpy(adv).to(values.device)
     return advantages, advantages + values
 
 
@@ -366,22 +384,24 @@ def main(args: Args) -> dict:
     torch.manual_seed(args.seed)  # also the policy's sampling noise
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(args.threads)
+    device = pick_device(args.cuda)
 
     video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
     envs = make_envs(args.env_id, args.num_envs, video_dir, first_video_episode(video_dir, ckpt), args.async_envs)
     run = RunState(args, ckpt)
     writer = run.writer
 
-    agent = agent_from(ckpt) if ckpt else Agent(envs.single_action_space.n, args.bf16)
+    agent = (agent_from(ckpt) if ckpt else Agent(envs.single_action_space.n, args.bf16)).to(device)
     # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
 
     # Rollout storage, (T, N, ...). Frames stay uint8 (a quarter of float32's memory); the network scales them.
     obs_shape = envs.single_observation_space.shape  # (4, 84, 84)
-    obs = torch.zeros((args.num_steps, args.num_envs, *obs_shape), dtype=torch.uint8)
-    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long)
-    logprobs = torch.zeros((args.num_steps, args.num_envs))
-    values = torch.zeros((args.num_steps, args.num_envs))
+    # The network, this storage and the update live on the device; only rewards and ends stay on the CPU.
+    obs = torch.zeros((args.num_steps, args.num_envs, *obs_shape), dtype=torch.uint8, device=device)
+    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
+    values = torch.zeros((args.num_steps, args.num_envs), device=device)
     rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
     dones = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
 
@@ -398,12 +418,12 @@ def main(args: Args) -> dict:
         # ---- Algorithm 1: run pi_old in N actors for T timesteps ----
         trunc_steps, trunc_obs = [], []  # (t, i) of time-limit ends, and their final observations
         for t in range(args.num_steps):
-            obs[t] = torch.from_numpy(next_obs)
+            obs[t] = to_device(next_obs, device)
             with torch.inference_mode():
                 # pi_old's log-probs and values are kept from this pass; a second pass over the batch
                 # would cost more. They differ from a minibatch's by float rounding only (about 1e-8).
                 actions[t], logprobs[t], values[t] = agent.act(obs[t])
-            next_obs, rewards[t], terminated, truncated, info = envs.step(actions[t].numpy())
+            next_obs, rewards[t], terminated, truncated, info = envs.step(actions[t].cpu().numpy())
             global_step += args.num_envs
             dones[t] = terminated | truncated
             for i in np.flatnonzero(truncated & ~terminated):
@@ -418,11 +438,11 @@ def main(args: Args) -> dict:
                 env0_episodes += int(info["final_info"]["_episode"][0])
 
         with torch.inference_mode():
-            last_value = agent(torch.from_numpy(next_obs))[1]
+            last_value = agent(to_device(next_obs, device))[1]
             if trunc_steps:
                 # A time limit (108k frames) is not a true end: bootstrap r_t + gamma * V(final_obs).
                 t_idx, i_idx = map(list, zip(*trunc_steps))
-                rewards[t_idx, i_idx] += args.gamma * agent(torch.from_numpy(np.stack(trunc_obs)))[1].numpy()
+                rewards[t_idx, i_idx] += args.gamma * agent(to_device(np.stack(trunc_obs), device))[1].cpu().numpy()
 
             # ---- Algorithm 1: compute advantage estimates A_1 ... A_T ----
             advantages, returns = compute_gae(torch.from_numpy(rewards), values, torch.from_numpy(dones),
@@ -432,10 +452,10 @@ def main(args: Args) -> dict:
         b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
 
         # ---- Algorithm 1: optimise the surrogate for K epochs of minibatches of size M ----
-        stats = torch.zeros(5)  # sums over minibatches: policy loss, value loss, entropy, approx KL, clip fraction
-        grad_norms, updates = torch.zeros(()), 0
+        # Sums over minibatches, read once per iteration: policy loss, value loss, entropy, approx KL, clip fraction
+        stats, grad_norms, updates = torch.zeros(5, device=device), torch.zeros((), device=device), 0
         for epoch in range(args.update_epochs):
-            perm = torch.randperm(batch_size)
+            perm = torch.randperm(batch_size, device=device)
             for start in range(0, batch_size, minibatch_size):
                 mb = perm[start:start + minibatch_size]
                 logits, new_value = agent(b_obs[mb])  # one pass through the shared trunk for both heads
@@ -517,12 +537,13 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, writer=None, g
         return []
     env = make_envs(env_id, 1, video_dir, eval_episodes=episodes)
     game = env.envs[0].get_wrapper_attr  # RecordEpisodeStatistics' running score (unclipped) and length
-    returns, generator = [], torch.Generator().manual_seed(seed)
+    device = next(agent.parameters()).device
+    returns, generator = [], torch.Generator(device).manual_seed(seed)
     obs, _ = env.reset(seed=seed)
     while len(returns) < episodes:
         with torch.inference_mode():
-            action = agent.act(torch.from_numpy(obs), generator=generator)[0]
-        obs, _, _, _, info = env.step(action.numpy())
+            action = agent.act(to_device(obs, device), generator=generator)[0]
+        obs, _, _, _, info = env.step(action.cpu().numpy())
         if "final_info" in info and "episode" in info["final_info"]:
             returns.append(float(info["final_info"]["episode"]["r"][0]))
         elif game("episode_lengths") >= EVAL_STEP_CAP:
@@ -546,12 +567,22 @@ RESUME_FLAGS = {"resume", "run_dir", "checkpoint_every", "save_model", "eval_epi
 def checkpoint(args, agent, optimizer, iteration, global_step, recent_returns, env0_episodes, run) -> dict:
     """All a run needs to act and to continue, as CPU tensors and plain Python values: plain torch.load reads it."""
     np_rng = np.random.get_state()  # its key array goes in as a list
-    return {"script": "ppo_atari", "env_id": args.env_id, "args": vars(args), "model": agent.state_dict(),
-            "action_space": int(agent.actor.out_features), "optimizer": optimizer.state_dict(), "iteration": iteration,
+    return {"script": "ppo_atari", "env_id": args.env_id, "args": vars(args), "model": on_cpu(agent.state_dict()),
+            "action_space": int(agent.actor.out_features), "optimizer": on_cpu(optimizer.state_dict()),
+            "iteration": iteration,
             "global_step": global_step, "recent_returns": recent_returns[-100:], "env0_episodes": env0_episodes,
             "wandb_id": run.tracker.id if run.tracker else run.wandb_id,
             "rng": [random.getstate(), torch.get_rng_state(), (np_rng[0], np_rng[1].tolist(), *np_rng[2:]),
                     torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []]}
+
+
+def on_cpu(state):
+    """A state dict with every tensor on the CPU, so that a GPU run's checkpoint loads anywhere."""
+    if isinstance(state, dict):
+        return {k: on_cpu(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [on_cpu(v) for v in state]
+    return state.cpu() if torch.is_tensor(state) else state
 
 
 def save_checkpoint(ckpt: dict, path: str) -> None:
@@ -619,7 +650,7 @@ def first_video_episode(video_dir: str | None, ckpt: dict | None) -> int:
 def replay(args: Args) -> list:
     """--eval-checkpoint: the final evaluation of training, on a saved agent, logged to <its run folder>/eval."""
     ckpt = load_checkpoint(args.eval_checkpoint)
-    agent = agent_from(ckpt)
+    agent = agent_from(ckpt).to(pick_device(args.cuda))
     if args.eval_episodes < 1:
         sys.exit(f"error: --eval-episodes must be positive with --eval-checkpoint, got {args.eval_episodes}")
     if args.env_id != ckpt["env_id"]:

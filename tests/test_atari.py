@@ -1,6 +1,9 @@
 """ppo_atari.py: the Atari wrappers on a real ALE game, the CNN, the annealing, whole short runs."""
 import dataclasses
 import glob
+import os
+import subprocess
+import sys
 
 import cv2
 import gymnasium as gym
@@ -9,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import SCRIPTS, load, run_script
+from tests.conftest import ROOT, SCRIPTS, load, run_script
 from tests.test_runs import scalars
 
 mod = load("ppo_atari")
@@ -298,3 +301,90 @@ def test_non_atari_env_is_refused_pointing_to_ppo_clip(tmp_path):
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "not an Atari" in line and "ppo_clip.py" in line
     assert not glob.glob(f"{tmp_path}/runs/*")
+
+
+# ---- The device path: every test here runs on the CPU; those marked CUDA run where torch sees a GPU ----
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA: torch sees no GPU here")
+
+
+def all_tensors(state):
+    """Every tensor in a nested checkpoint."""
+    if torch.is_tensor(state):
+        return [state]
+    values = state.values() if isinstance(state, dict) else state if isinstance(state, (list, tuple)) else []
+    return [t for v in values for t in all_tensors(v)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here, so --cuda does not fall back")
+def test_cuda_without_a_gpu_falls_back_to_the_cpu_with_its_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert mod.Args().cuda  # on by default, as CleanRL's
+    mod.main(dataclasses.replace(mod.Args(), **SCRIPTS["ppo_atari"]["tiny"]))
+    assert "device: cpu (--cuda, but torch sees no GPU)" in capsys.readouterr().out.splitlines()
+    mod.main(dataclasses.replace(mod.Args(), **SCRIPTS["ppo_atari"]["tiny"], cuda=False))
+    assert "device: cpu" in capsys.readouterr().out.splitlines()
+
+
+def device_run(device, tmp_path, monkeypatch, **flags):
+    """A short run with the device forced to `device`; returns its summary and its saved model's path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(mod, "pick_device", lambda cuda: torch.device(device))
+    args = dataclasses.replace(mod.Args(), **{**SCRIPTS["ppo_atari"]["tiny"], "num_envs": 2, "save_model": True,
+                                              "eval_episodes": 1, **flags})
+    summary = mod.main(args)
+    return summary, f"{summary['run_dir']}/{args.exp_name}.pt"
+
+
+def assert_loads_on_a_cpu_only_machine(path, summary, tmp_path):
+    """Plain torch.load in a fresh process that sees no GPU: every tensor of the model and the periodic
+    checkpoint on the CPU, and the model the run ended with."""
+    for saved in [path, f"{summary['run_dir']}/checkpoint.pt"]:
+        code = ("import sys, torch; sys.path.insert(0, sys.argv[1]); ckpt = torch.load(sys.argv[2]); "
+                "from tests.test_atari import all_tensors; "
+                "print(sorted({str(t.device) for t in all_tensors(ckpt)}), ckpt['model']['actor.weight'].sum().item())")
+        out = subprocess.run([sys.executable, "-c", code, ROOT, saved], capture_output=True, text=True, cwd=tmp_path,
+                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        devices, actor_sum = out.stdout.split("]")
+        assert devices + "]" == "['cpu']"
+        assert float(actor_sum) == pytest.approx(summary["agent"].actor.weight.sum().item(), abs=1e-6)
+
+
+def test_device_path_on_an_explicit_cpu_device_saves_cpu_checkpoints(tmp_path, monkeypatch):
+    summary, path = device_run("cpu", tmp_path, monkeypatch)
+    assert {p.device.type for p in summary["agent"].parameters()} == {"cpu"}
+    assert_loads_on_a_cpu_only_machine(path, summary, tmp_path)
+
+
+@CUDA
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+def test_cuda_run_keeps_storage_on_the_gpu_and_checkpoints_on_the_cpu(bf16, tmp_path, monkeypatch):
+    summary, path = device_run("cuda", tmp_path, monkeypatch, bf16=bf16)
+    assert {p.device.type for p in summary["agent"].parameters()} == {"cuda"}
+    assert summary["global_step"] == SCRIPTS["ppo_atari"]["tiny"]["total_timesteps"]
+    assert_loads_on_a_cpu_only_machine(path, summary, tmp_path)
+
+
+@CUDA
+def test_gae_on_cuda_values_matches_the_cpu():
+    rng = np.random.default_rng(0)
+    rewards, dones = torch.tensor(rng.normal(size=(16, 3)), dtype=torch.float32), torch.zeros(16, 3)
+    dones[5, 1] = dones[11, 0] = 1
+    values, last = torch.tensor(rng.normal(size=(16, 3)), dtype=torch.float32), torch.tensor([0.5, -0.2, 1.0])
+    cpu = mod.compute_gae(rewards, values, dones, last, 0.99, 0.95)
+    gpu = mod.compute_gae(rewards, values.cuda(), dones, last.cuda(), 0.99, 0.95)
+    assert gpu[0].device.type == "cuda"
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0])
+    torch.testing.assert_close(gpu[1].cpu(), cpu[1])
+
+
+@CUDA
+def test_eval_checkpoint_on_the_gpu_prints_the_runs_eval_line(tmp_path):
+    flags = ["--num-envs", "2", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2",
+             "--total-timesteps", "128", "--eval-episodes", "2", "--run-dir", "run"]
+    trained = run_script("ppo_atari", *flags, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    replayed = run_script("ppo_atari", "--eval-checkpoint", "run", cwd=tmp_path)
+    line = [x for x in trained.stdout.splitlines() if x.startswith("eval:")]
+    assert line and line == [x for x in replayed.stdout.splitlines() if x.startswith("eval:")]
+    assert "device: cpu" not in trained.stdout
