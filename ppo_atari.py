@@ -655,9 +655,8 @@ def replay(args: Args) -> list:
         sys.exit(f"error: --eval-episodes must be positive with --eval-checkpoint, got {args.eval_episodes}")
     if args.env_id != ckpt["env_id"]:
         if make_envs(args.env_id, 1).single_action_space.n != ckpt["action_space"]:
-            sys.exit(f"error: {args.env_id}'s action space differs from {ckpt['env_id']}'s, the game the checkpoint "
-                     "learned")
-        print(f"{args.env_id} has the actions of {ckpt['env_id']}, the game the checkpoint learned: evaluating on it")
+            sys.exit(f"error: {args.env_id}'s actions differ from those of {ckpt['env_id']}, where the model learned")
+        print(f"{args.env_id} has the actions of {ckpt['env_id']}, where the model learned: evaluating on it")
     folder = os.path.join(os.path.dirname(os.path.abspath(ckpt["path"])), "eval")
     writer = SummaryWriter(folder)
     returns = evaluate(agent, args.env_id, args.eval_episodes, args.seed + 10_000, writer, ckpt["global_step"],

@@ -169,14 +169,9 @@ def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, first_ep
         def make():
             video = video_dir and i == 0
             env = gym.make(env_id, render_mode="rgb_array" if video else None, disable_env_checker=True)
-            if video:
-                try:  # one line now, rather than a traceback at the first recorded frame
-                    env.reset(seed=0)
-                    env.render()
-                except Exception as e:
-                    sys.exit(f"error: cannot render {env_id} for --capture-video: {(str(e).splitlines() or [''])[0]} "
-                             "(headless MuJoCo needs EGL: apt install libegl1 libgl1-mesa-dri; or OSMesa: apt install "
-                             "libosmesa6, with MUJOCO_GL=osmesa)")
+            if video:  # a frame now: a renderer that fails is one line below, not a traceback mid-run
+                env.reset(seed=0)
+                env.render()
                 with warnings.catch_warnings(action="ignore"):  # "overwriting": a resumed run numbers videos on
                     env = gym.wrappers.RecordVideo(env, video_dir, (lambda e: e < eval_episodes) if eval_episodes
                                                    else None, name_prefix="eval" if eval_episodes else "train")
@@ -190,10 +185,14 @@ def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, first_ep
                                         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     except gym.error.DependencyNotInstalled as e:
         sys.exit(f"error: {env_id} needs a missing dependency: {str(e).splitlines()[0]}")
-    except Exception as e:  # an unknown id, a module that will not import (`mod:Env-v0`), a malformed id
-        if importlib.util.find_spec("ale_py") and importlib.import_module("ale_py") and env_id in gym.registry:
+    except Exception as e:  # an unknown id, a module that will not import (`mod:Env-v0`), a malformed id, no renderer
+        ale = importlib.util.find_spec("ale_py") and importlib.import_module("ale_py")  # registers the ALE ids
+        if ale and str(getattr(gym.registry.get(env_id), "entry_point", "")).startswith("ale_py"):
             sys.exit(f"error: {env_id} is an Atari game: train it with ppo_atari.py")
-        sys.exit(f"error: cannot make env {env_id!r}: {(str(e).splitlines() or [type(e).__name__])[0]}")
+        hint = ("; headless MuJoCo renders with EGL (apt install libegl1 libgl1-mesa-dri) or OSMesa (apt install "
+                "libosmesa6, and MUJOCO_GL=osmesa)") if video_dir else ""
+        sys.exit(f"error: cannot make env {env_id!r}{' to record' if video_dir else ''}: "
+                 f"{(str(e).splitlines() or [type(e).__name__])[0]}{hint}")
     space = envs.single_action_space
     if isinstance(space, gym.spaces.Discrete):
         sys.exit(f"error: {env_id} has a Discrete action space; this script is for Box actions, use ppo_clip.py")
@@ -670,10 +669,8 @@ def replay(args: Args) -> list:
     if args.env_id != ckpt["env_id"]:
         envs = make_envs(args.env_id, 1)
         if envs.single_observation_space.shape != obs_rms.mean.shape or envs.single_action_space != agent.action_space:
-            sys.exit(f"error: {args.env_id}'s observation or action space differs from {ckpt['env_id']}'s, "
-                     "the env the checkpoint learned")
-        print(f"{args.env_id} has the observation and action spaces of {ckpt['env_id']}, the env the checkpoint "
-              "learned: evaluating on it")
+            sys.exit(f"error: {args.env_id}'s spaces differ from those of {ckpt['env_id']}, where the model learned")
+        print(f"{args.env_id} has the spaces of {ckpt['env_id']}, where the model learned: evaluating on it")
     folder = os.path.join(os.path.dirname(os.path.abspath(ckpt["path"])), "eval")
     writer = SummaryWriter(folder)
     returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, writer,

@@ -364,7 +364,7 @@ def bad_commands(name, tmp_path):
               (["--eval-checkpoint", str(tmp_path / "foreign.pt")], "is not a checkpoint of this"),
               (["--eval-checkpoint", str(tmp_path / "other_script.pt")], "is not a checkpoint of this"),
               (["--eval-checkpoint", own, "--eval-episodes", "1", "--env-id", other_env.get(name, "Acrobot-v1")],
-               "space differs from"),
+               "differ from those of"),
               (["--eval-checkpoint", own], "--eval-episodes must be positive"),  # the tiny run's 0
               (["--eval-checkpoint", own, "--resume", own], "give one of them")]
     return cases

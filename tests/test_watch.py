@@ -86,6 +86,26 @@ def test_eval_checkpoint_on_another_env_with_the_same_spaces_says_so(name, tmp_p
     assert f"{other} has the" in replayed.stdout and eval_line(replayed.stdout)
 
 
+def test_a_failed_render_names_the_packages_in_one_line(tmp_path):
+    """OSMesa is not installed here, so MUJOCO_GL=osmesa stands for a machine where headless rendering fails."""
+    result = run("ppo_continuous", "--env-id", "Hopper-v4", "--capture-video", *tiny_flags("ppo_continuous"),
+                 cwd=tmp_path, env=headless_env(MUJOCO_GL="osmesa"))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(errors) == 1 and "cannot make env 'Hopper-v4' to record" in errors[0]
+    assert "apt install libosmesa6" in errors[0]
+
+
+def test_wandb_is_imported_only_with_track(tmp_path):
+    code = ("import sys, dataclasses; sys.path.insert(0, sys.argv[1]); import ppo_clip as m; "
+            "from tests.conftest import SCRIPTS; "
+            "m.main(dataclasses.replace(m.Args(), **SCRIPTS['ppo_clip']['tiny'])); print('wandb' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, ROOT], cwd=tmp_path, env=headless_env(PYTHONPATH=ROOT),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "False"
+
+
 def wandb_records(run_dir):
     """The records of the one offline W&B run in a run folder. A .wandb file is a 7-byte header, then
     LevelDB's log format: 32 KiB blocks of chunks (crc 4 bytes, length 2, type 1: full, first, middle, last),
