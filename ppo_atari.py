@@ -561,7 +561,7 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, writer=None, g
 CHECKPOINT_MINUTES = 5  # the default interval between checkpoints, in wall time
 # The flags that leave learning alone, so that a resumed run may take new values of them:
 RESUME_FLAGS = {"resume", "run_dir", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "threads",
-                "async_envs", "eval_checkpoint", "track", "wandb_project_name", "wandb_entity"}
+                "async_envs", "cuda", "eval_checkpoint", "track", "wandb_project_name", "wandb_entity"}
 
 
 def checkpoint(args, agent, optimizer, iteration, global_step, recent_returns, env0_episodes, run) -> dict:
