@@ -571,7 +571,7 @@ def checkpoint(args, agent, optimizer, iteration, global_step, recent_returns, e
             "action_space": int(agent.actor.out_features), "optimizer": on_cpu(optimizer.state_dict()),
             "iteration": iteration,
             "global_step": global_step, "recent_returns": recent_returns[-100:], "env0_episodes": env0_episodes,
-            "wandb_id": run.tracker.id if run.tracker else run.wandb_id,
+            "wandb_id": run.wandb_id,
             "rng": [random.getstate(), torch.get_rng_state(), (np_rng[0], np_rng[1].tolist(), *np_rng[2:]),
                     torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []]}
 
@@ -695,6 +695,7 @@ class RunState:
             os.makedirs(args.run_dir, exist_ok=True)
             # W&B first: it mirrors only the SummaryWriters made after it starts.
             self.tracker = start_tracking(args, self.wandb_id) if args.track else None
+            self.wandb_id = self.tracker.id if self.tracker else self.wandb_id  # an offline fallback gets a new id
             # purge_step: a resumed run drops what the stopped one logged after its checkpoint
             self.writer = SummaryWriter(args.run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
             if args.save_model:  # the final model's file is tried now, not after the whole run

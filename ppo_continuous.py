@@ -585,7 +585,7 @@ def checkpoint(args, agent, optimizer, obs_rms, reward_scaler, rng, iteration, g
             "action_space": [torch.from_numpy(space.low), torch.from_numpy(space.high)],
             "optimizer": optimizer.state_dict(), "iteration": iteration, "global_step": global_step,
             "recent_returns": recent_returns[-100:], "env0_episodes": env0_episodes,
-            "wandb_id": run.tracker.id if run.tracker else run.wandb_id,
+            "wandb_id": run.wandb_id,
             "rng": [random.getstate(), torch.get_rng_state(), (np_rng[0], np_rng[1].tolist(), *np_rng[2:]),
                     rng.bit_generator.state]}
 
@@ -709,6 +709,7 @@ class RunState:
             os.makedirs(args.run_dir, exist_ok=True)
             # W&B first: it mirrors only the SummaryWriters made after it starts.
             self.tracker = start_tracking(args, self.wandb_id) if args.track else None
+            self.wandb_id = self.tracker.id if self.tracker else self.wandb_id  # an offline fallback gets a new id
             # purge_step: a resumed run drops what the stopped one logged after its checkpoint
             self.writer = SummaryWriter(args.run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
             if args.save_model:  # the final model's file is tried now, not after the whole run
