@@ -319,9 +319,10 @@ def all_tensors(state):
 def test_cuda_without_a_gpu_falls_back_to_the_cpu_with_its_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert mod.Args().cuda  # on by default, as CleanRL's
-    mod.main(dataclasses.replace(mod.Args(), **SCRIPTS["ppo_atari"]["tiny"]))
+    # Each run names its folder: two default names made in the same second are the same folder.
+    mod.main(dataclasses.replace(mod.Args(), **SCRIPTS["ppo_atari"]["tiny"], run_dir="on"))
     assert "device: cpu (--cuda, but torch sees no GPU)" in capsys.readouterr().out.splitlines()
-    mod.main(dataclasses.replace(mod.Args(), **SCRIPTS["ppo_atari"]["tiny"], cuda=False))
+    mod.main(dataclasses.replace(mod.Args(), **SCRIPTS["ppo_atari"]["tiny"], cuda=False, run_dir="off"))
     assert "device: cpu" in capsys.readouterr().out.splitlines()
 
 
