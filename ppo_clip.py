@@ -97,6 +97,8 @@ class Args:
     """c1 of eq. (9); with separate networks it only weighs the value loss in the gradient clip"""
     max_grad_norm: float = 0.5
     """global gradient-norm clip (Huang et al. 2022; not in the paper)"""
+    clip_each_network: bool = False
+    """clip the policy's and the value network's gradient norms each to --max-grad-norm, not their joint norm"""
     norm_adv: bool = True
     """normalise advantages per minibatch (Huang et al. 2022; not in the paper)"""
     init_log_std: float = -0.25
@@ -356,6 +358,11 @@ def main(args: Args) -> dict:
     # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     action_shape = envs.single_action_space.shape
+    # One norm over both networks (CleanRL's and SB3's), or one per network; neither is in the paper. With returns
+    # in the hundreds the value gradient dominates the joint norm, and its clip shrinks the policy's gradient too.
+    policy_params = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]
+    clip_groups = ([policy_params, list(agent.critic.parameters())] if args.clip_each_network
+                   else [list(agent.parameters())])
     low, high = (envs.single_action_space.low, envs.single_action_space.high) if agent.continuous else (None, None)
 
     # Rollout storage, (T, N, ...): what the policy saw and did. numpy, since per-step writes into
@@ -444,7 +451,8 @@ def main(args: Args) -> dict:
 
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norms += nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+                norms = [nn.utils.clip_grad_norm_(group, args.max_grad_norm, foreach=True) for group in clip_groups]
+                grad_norms += torch.stack(norms).norm()  # the joint norm before clipping, either way
                 optimizer.step()
 
                 with torch.no_grad():

@@ -179,3 +179,40 @@ def test_benchmark_file_names_hold_no_folder_separator():
     from benchmarks.learning import curve_name, file_safe
     assert "/" not in curve_name("ppo_atari", "ALE/Pong-v5", "--threads 1", 1)
     assert file_safe("ALE/Pong-v5") == "ALE-Pong-v5" and file_safe("Hopper-v4") == "Hopper-v4"
+
+
+
+@pytest.mark.parametrize("each", [False, True])
+def test_gradient_clip_scales_the_joint_norm_or_each_networks_own(each, tmp_path, monkeypatch):
+    """The gradients Adam steps with, against the unclipped ones scaled by hand: by max / (joint norm) over
+    both networks (the default), or by max / (own norm) per network (--clip-each-network)."""
+    monkeypatch.chdir(tmp_path)
+    mod, max_norm, raw, updates = load("ppo_clip"), 0.5, {}, []
+    clip, step = torch.nn.utils.clip_grad_norm_, torch.optim.Adam.step
+
+    def spy_clip(params, *a, **k):
+        params = list(params)
+        raw.update({id(p): p.grad.clone() for p in params})
+        return clip(params, *a, **k)
+
+    def spy_step(self, *a, **k):
+        updates.append((dict(raw), {id(p): p.grad.clone() for g in self.param_groups for p in g["params"]}))
+        raw.clear()
+        return step(self, *a, **k)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy_clip)
+    monkeypatch.setattr(torch.optim.Adam, "step", spy_step)
+    # Pendulum's returns are in the hundreds, so the value gradient's norm is far above max.
+    agent = mod.main(tiny_args("ppo_clip", env_id="Pendulum-v1", max_grad_norm=max_norm,
+                               clip_each_network=each))["agent"]
+    critic = {id(p) for p in agent.critic.parameters()}
+    networks = [[id(p) for p in agent.parameters() if id(p) not in critic], list(critic)]
+    norm = lambda grads, ids: torch.cat([grads[i].flatten() for i in ids]).norm()  # noqa: E731
+    assert len(updates) == 2 * 2 * 2  # iterations x epochs x minibatches
+    for before, after in updates:
+        joint = norm(before, networks[0] + networks[1])
+        for ids in networks:
+            scale = min(1.0, max_norm / (norm(before, ids) if each else joint))
+            for i in ids:
+                torch.testing.assert_close(after[i], before[i] * scale, rtol=1e-5, atol=1e-9)
+    # The case that tells the two apart happened: a joint norm over max with a policy norm under it.
+    assert any(norm(b, networks[0]) < max_norm < norm(b, networks[0] + networks[1]) for b, _ in updates)
