@@ -1,25 +1,32 @@
-"""Learning benchmark: train a script on one env for several seeds and report the mean return of the last
-100 training episodes, mean +- std over seeds, as the paper and CleanRL score a run.
+"""Learning benchmark: train a script on one or more envs for several seeds and report the mean return of
+the last 100 training episodes, mean +- std over seeds, as the paper and CleanRL score a run.
 
     python benchmarks/learning.py --script ppo_clip --env-id CartPole-v1 --total-timesteps 200000
     python benchmarks/learning.py --script ppo_clip --env-id Hopper-v4 --total-timesteps 1000000
     python benchmarks/learning.py --env-id Hopper-v4 --total-timesteps 1000000 --extra=--no-anneal-clip
 
-The script's final evaluation (deterministic policy, 10 episodes) is recorded beside the score.
-Seeds run as separate processes, `--jobs` at a time, each on one torch thread. Each run's learning curve
-goes to benchmarks/results/curves/, the summary to benchmarks/results/learning.jsonl (one line a run of
-this command), with the machine and package versions beside the figures.
+The paper-scale sweeps (benchmarks/README.md gives their time on N cores), each also with --smoke:
+
+    python benchmarks/learning.py --script ppo_continuous --total-timesteps 1000000 --address auto \
+        --env-id HalfCheetah-v4 Hopper-v4 InvertedDoublePendulum-v4 InvertedPendulum-v4 Reacher-v4 Swimmer-v4 Walker2d-v4
+    python benchmarks/learning.py --script ppo_atari --total-timesteps 10000000 --address auto \
+        --env-id BreakoutNoFrameskip-v4 PongNoFrameskip-v4 BeamRiderNoFrameskip-v4
+
+Every run is a Ray task (benchmarks/sweep.py): a local Ray on this machine's cores, or the cluster at
+--address. The same command again skips the runs that finished and resumes the others from their
+checkpoints. The script's final evaluation (deterministic policy, 10 episodes) is recorded beside the
+score. Each run's learning curve goes to benchmarks/results/curves/, and each env's summary to
+benchmarks/results/learning.jsonl (one line per env for each command that ran something), with the machine
+and package versions beside the figures.
 """
 import argparse
 import json
 import os
 import platform
-import resource
 import shlex
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 
 import numpy as np
@@ -27,6 +34,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+sys.path.insert(0, ROOT)
+from benchmarks import sweep  # noqa: E402
 
 
 def code_version() -> str:
@@ -85,47 +94,62 @@ def logged(run_dir: str, tag: str) -> np.ndarray:
     return np.array([(e.step, e.value) for e in acc.Scalars(tag)])
 
 
+def batch_size(script: str, flags: str) -> int:
+    """N*T of the script at these flags: a --smoke run's budget, one iteration."""
+    import tyro
+    sys.path.insert(0, ROOT)
+    args = tyro.cli(__import__(script).Args, args=shlex.split(flags))
+    return args.num_envs * args.num_steps
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--script", default="ppo_clip")
-    p.add_argument("--env-id", default="CartPole-v1")
+    p.add_argument("--env-id", nargs="+", default=["CartPole-v1"], help="one or more; a summary row each")
     p.add_argument("--total-timesteps", type=int, default=200_000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--jobs", type=int, default=2, help="runs at once; this machine has 2 cores")
     p.add_argument("--extra", default="", help="more flags for the script, one string: --extra='--a 1 --b'")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="Ray CPUs of a run, and its torch --threads")
+    p.add_argument("--gpus-per-run", type=float, default=0, help="Ray GPUs of a run (with ppo_atari.py's --cuda)")
+    p.add_argument("--address", help="a running Ray cluster (or set RAY_ADDRESS); default: a local Ray")
+    p.add_argument("--storage", default=sweep.STORAGE, help="run folders; on a cluster, a path every node shares")
+    p.add_argument("--fresh", action="store_true", help="run again the runs that finished already")
+    p.add_argument("--smoke", action="store_true", help="every run for one iteration, recording nothing")
     a = p.parse_args()
 
-    tag = f"bench{int(time.time())}"
-    workdir = os.path.join(RESULTS, "..", "out")
-    os.makedirs(workdir, exist_ok=True)
+    steps = {env: batch_size(a.script, a.extra) if a.smoke else a.total_timesteps for env in a.env_id}
+    extra = f"{a.extra} --eval-episodes 1".strip() if a.smoke else a.extra
+    runs = [sweep.Run(a.script, env, steps[env], seed, extra, a.cpus_per_run, a.gpus_per_run)
+            for env in a.env_id for seed in a.seeds]
 
-    def run(seed: int) -> str:
-        run_dir = os.path.join(workdir, "runs", f"{file_safe(a.env_id)}__{a.script}-{tag}__{seed}")
-        cmd = [sys.executable, os.path.join(ROOT, f"{a.script}.py"), "--env-id", a.env_id, "--seed", str(seed),
-               "--total-timesteps", str(a.total_timesteps), "--exp-name", f"{a.script}-{tag}", "--run-dir", run_dir,
-               *a.extra.split()]
-        with open(os.path.join(workdir, f"{a.script}_{file_safe(a.env_id)}_{seed}.log"), "w") as log:
-            subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, check=True)
-        return run_dir
+    def keep_curve(result: dict) -> None:
+        if result["exit"] == 0 and not a.smoke:
+            save_curve(np.array(result["curve"]).reshape(-1, 2), a.script, result["env_id"], a.extra,
+                       result["seed"])
 
-    start = time.time()
-    with ThreadPoolExecutor(a.jobs) as pool:
-        run_dirs = list(pool.map(run, a.seeds))
-    scores, evals = [], []
-    for seed, run_dir in zip(a.seeds, run_dirs):
-        curve = logged(run_dir, "charts/episodic_return")
-        scores.append(float(curve[-100:, 1].mean()))
-        evals.append(float(logged(run_dir, "eval/episodic_return")[-1, 1]))
-        save_curve(curve, a.script, a.env_id, a.extra, seed)
-    summary = {"script": a.script, "env_id": a.env_id, "total_timesteps": a.total_timesteps, "seeds": a.seeds,
-               "extra_flags": a.extra, "last100_per_seed": [round(s, 1) for s in scores],
-               "mean": round(float(np.mean(scores)), 1), "std": round(float(np.std(scores)), 1),
-               "eval_mean_per_seed": [round(e, 1) for e in evals],
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),  # largest run
-               "wall_s": round(time.time() - start), "date": time.strftime("%Y-%m-%d")}
-    record("learning.jsonl", summary)
-    print(f"{a.script} {a.env_id} {a.total_timesteps} steps, seeds {a.seeds}: "
-          f"last-100-episode return {summary['mean']} +- {summary['std']} (per seed {summary['last100_per_seed']})")
+    results = sweep.sweep(runs, sweep.smoke_storage(a.storage) if a.smoke else a.storage, a.address, a.fresh,
+                          CODE_VERSION, keep_curve)
+    for env in a.env_id:
+        mine = [r for r in results if r["env_id"] == env]
+        good = [r for r in mine if r["exit"] == 0]
+        if a.smoke or all(r.get("skipped") for r in mine):  # a rerun that ran nothing new records nothing
+            continue
+        scores = [r["last100"] for r in good]
+        summary = {"script": a.script, "env_id": env, "total_timesteps": a.total_timesteps,
+                   "seeds": [r["seed"] for r in good], "failed_seeds": [r["seed"] for r in mine if r["exit"] != 0],
+                   "extra_flags": a.extra, "last100_per_seed": [round(s, 1) for s in scores],
+                   "mean": round(float(np.mean(scores)), 1) if scores else None,
+                   "std": round(float(np.std(scores)), 1) if scores else None,
+                   "eval_mean_per_seed": [r["eval"] for r in good],
+                   "peak_rss_mb": max((r["peak_rss_mb"] for r in good if "peak_rss_mb" in r), default=None),
+                   "wall_s_per_seed": [r.get("wall_s") for r in good],
+                   "resumed_at_step_per_seed": [r.get("resumed_at_step", 0) for r in good],
+                   "nodes": len({r.get("node") for r in good}), "date": time.strftime("%Y-%m-%d")}
+        record("learning.jsonl", summary)
+        print(f"{a.script} {env} {a.total_timesteps} steps: {len(good)} of {len(mine)} seeds finished "
+              f"{summary['seeds']}; last-100-episode return {summary['mean']} +- {summary['std']} "
+              f"(per seed {summary['last100_per_seed']})" + (f"; FAILED seeds {summary['failed_seeds']}"
+                                                             if summary["failed_seeds"] else ""))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ per task, scores are shifted and scaled so that a random policy is 0 and the bes
 setting's figure is the mean of its normalised scores over all tasks and seeds.
 
     python benchmarks/table1.py                 # default budget (see DEFAULT): under an hour on 2 cores
-    python benchmarks/table1.py --full          # the paper's budget: 7 tasks x 3 seeds x 1M steps
-    python benchmarks/table1.py --tasks Hopper-v4 --seeds 1 --total-timesteps 100000 --jobs 1
+    python benchmarks/table1.py --full --address auto   # the paper's budget, 7 tasks x 3 seeds x 1M, on a cluster
+    python benchmarks/table1.py --full --smoke  # each of those 231 runs for one iteration, recording nothing
+    python benchmarks/table1.py --tasks Hopper-v4 --seeds 1 --total-timesteps 100000
     python benchmarks/table1.py --report-only   # print the table again from results/table1.jsonl
 
 The settings run ppo_clip.py (clipping, with epsilon fixed: Table 1 names one epsilon per row and Table 3
@@ -14,24 +15,24 @@ penalty", which is L^CPI of eq. 6), all with Table 3's optimiser as the paper st
 a fixed stepsize, no gradient clip; --scripts-optimiser keeps the scripts' own); everything else is each
 script's defaults (Table 3). The random
 policy's score is measured here too: uniform random actions, 100 episodes per task. "Best" is the best
-setting's mean over seeds. Each finished run and each random-policy score is appended to
-results/table1.jsonl as it completes (with the machine, versions and command); --resume skips runs that
-are there already. The table goes to stdout and to results/table1.md.
+setting's mean over seeds. Each run is a Ray task (benchmarks/sweep.py), on this machine or the cluster at
+--address. Each finished run and each random-policy score is appended to results/table1.jsonl as it
+completes (with the machine, versions and command); the same command again skips finished runs and resumes
+the others from their checkpoints (--fresh runs them all again). The table goes to stdout and to
+results/table1.md.
 """
 import argparse
-import glob
 import json
 import os
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import gymnasium as gym
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.learning import RESULTS, ROOT, environment, logged, record  # noqa: E402
+from benchmarks import sweep  # noqa: E402
+from benchmarks.learning import CODE_VERSION, RESULTS, environment, record  # noqa: E402
 
 # (row label, script, flags, the paper's normalised score)
 SETTINGS = [
@@ -48,9 +49,10 @@ SETTINGS = [
     ("fixed KL, beta = 10", "ppo_kl_adaptive", "--init-beta 10 --no-adaptive-beta", 0.69),
 ]
 # Every run also gets Table 3's optimiser as the paper states it: a fixed Adam stepsize and no gradient-norm
-# clip (inf never binds). The scripts add stepsize annealing and a 0.5 clip (Huang et al. 2022); both damp
+# clip (a norm of 1e9 never binds; the scripts refuse inf, as any non-finite number, so rows before 2026-11-30
+# say inf). The scripts add stepsize annealing and a 0.5 clip (Huang et al. 2022); both damp
 # the large updates that tell the surrogates apart, above all L^CPI's, which the table exists to show.
-PAPER_OPTIMISER = "--no-anneal-lr --max-grad-norm inf"
+PAPER_OPTIMISER = "--no-anneal-lr --max-grad-norm 1e9"
 PAPER_TASKS = ["HalfCheetah-v4", "Hopper-v4", "InvertedDoublePendulum-v4", "InvertedPendulum-v4", "Reacher-v4",
                "Swimmer-v4", "Walker2d-v4"]
 FULL = dict(tasks=PAPER_TASKS, seeds=[1, 2, 3], total_timesteps=1_000_000)
@@ -118,12 +120,14 @@ def main() -> None:
     p.add_argument("--tasks", nargs="+", help=f"default {DEFAULT['tasks']}")
     p.add_argument("--seeds", type=int, nargs="+", help=f"default {DEFAULT['seeds']}")
     p.add_argument("--total-timesteps", type=int, help=f"per run; default {DEFAULT['total_timesteps']}")
-    p.add_argument("--jobs", type=int, default=2, help="runs at once, one torch thread each; 2 cores here")
     p.add_argument("--random-episodes", type=int, default=100)
-    p.add_argument("--resume", action="store_true", help="skip runs already in results/table1.jsonl")
     p.add_argument("--report-only", action="store_true", help="run nothing; print the table of this budget")
     p.add_argument("--scripts-optimiser", action="store_true",
                    help="keep the scripts' stepsize annealing and 0.5 gradient clip (how the earlier tables ran)")
+    p.add_argument("--address", help="a running Ray cluster (or set RAY_ADDRESS); default: a local Ray")
+    p.add_argument("--storage", default=sweep.STORAGE, help="run folders; on a cluster, a path every node shares")
+    p.add_argument("--fresh", action="store_true", help="run again the runs (and random scores) recorded already")
+    p.add_argument("--smoke", action="store_true", help="every run for one iteration, recording nothing")
     a = p.parse_args()
     budget = FULL if a.full else DEFAULT
     tasks, seeds = a.tasks or budget["tasks"], a.seeds or budget["seeds"]
@@ -132,38 +136,37 @@ def main() -> None:
 
     if not a.report_only:
         for task in tasks:
-            if not (a.resume and any(r["env_id"] == task for r in rows("random"))):
-                score = random_policy_score(task, a.random_episodes, seed=0)
-                record("table1.jsonl", {"kind": "random", "env_id": task, "episodes": a.random_episodes,
-                                        "score": round(score, 2), "date": time.strftime("%Y-%m-%d %H:%M")})
+            if a.smoke or a.fresh or not any(r["env_id"] == task for r in rows("random")):
+                score = random_policy_score(task, 1 if a.smoke else a.random_episodes, seed=0)
+                if not a.smoke:
+                    record("table1.jsonl", {"kind": "random", "env_id": task, "episodes": a.random_episodes,
+                                            "score": round(score, 2), "date": time.strftime("%Y-%m-%d %H:%M")})
                 print(f"random policy, {task}: {score:.1f}", flush=True)
         flags_of = run_flags(common)
-        have = {(r["setting"], r["env_id"], r["seed"], r["flags"]) for r in rows("run") if r["total_timesteps"] == steps}
-        todo = [(s, script, flags_of[s], t, seed) for seed in seeds for t in tasks for s, script, _, _ in SETTINGS
-                if not (a.resume and (s, t, seed, flags_of[s]) in have)]
-        workdir = os.path.join(RESULTS, "..", "out", "table1")
-        os.makedirs(workdir, exist_ok=True)
-        tag = f"t1-{int(time.time())}"
+        # Table 3's batch, N*T = 2048, for both scripts: --smoke's one iteration.
+        budget_of_run = 2048 if a.smoke else steps
+        jobs = [(s, sweep.Run(script, t, budget_of_run, seed, flags_of[s] + " --eval-episodes 0"))
+                for seed in seeds for t in tasks for s, script, _, _ in SETTINGS]
+        runs, setting_of = [run for _, run in jobs], {run.name: s for s, run in jobs}
 
-        def run(job) -> None:
-            setting, script, flags, task, seed = job
-            exp = f"{tag}-{SETTINGS.index(next(x for x in SETTINGS if x[0] == setting))}"
-            cmd = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--env-id", task, "--seed", str(seed),
-                   "--total-timesteps", str(steps), "--exp-name", exp, "--eval-episodes", "0", *flags.split()]
-            start = time.time()
-            with open(os.path.join(workdir, f"{exp}_{task}_{seed}.log"), "w") as log:
-                subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, check=True)
-            (run_dir,) = glob.glob(os.path.join(workdir, "runs", f"{task}__{exp}__{seed}__*"))
-            returns = logged(run_dir, "charts/episodic_return")[:, 1]
-            record("table1.jsonl", {"kind": "run", "setting": setting, "script": script, "flags": flags,
-                                    "env_id": task, "seed": seed, "total_timesteps": steps,
-                                    "last100": round(float(returns[-100:].mean()), 2), "episodes": len(returns),
-                                    "wall_s": round(time.time() - start), "date": time.strftime("%Y-%m-%d %H:%M")})
-            print(f"{setting:28s} {task:16s} seed {seed}: {returns[-100:].mean():8.1f}  "
-                  f"({time.time() - start:.0f} s)", flush=True)
+        def keep(result: dict) -> None:
+            if result["exit"] != 0 or a.smoke:
+                return
+            setting = setting_of[result["name"]]
+            returns = [ret for _, ret in result["curve"]]
+            record("table1.jsonl", {"kind": "run", "setting": setting, "script": result["script"],
+                                    "flags": flags_of[setting], "env_id": result["env_id"], "seed": result["seed"],
+                                    "total_timesteps": steps, "last100": round(float(np.mean(returns[-100:])), 2),
+                                    "episodes": len(returns), "wall_s": result["wall_s"],
+                                    "date": time.strftime("%Y-%m-%d %H:%M")})
 
-        with ThreadPoolExecutor(a.jobs) as pool:
-            list(pool.map(run, todo))
+        results = sweep.sweep(runs, sweep.smoke_storage(a.storage) if a.smoke else a.storage, a.address, a.fresh,
+                              CODE_VERSION, keep)
+        failed = [r["name"] for r in results if r["exit"] != 0]
+        if failed:
+            print(f"{len(failed)} runs failed: {', '.join(failed)}")
+        if a.smoke:
+            return
 
     text = table(tasks, seeds, steps, common)
     print(text)
