@@ -7,8 +7,8 @@ the last 100 training episodes, mean +- std over seeds, as the paper and CleanRL
 
 The paper-scale sweeps (benchmarks/README.md gives their time on N cores), each also with --smoke:
 
-    python benchmarks/learning.py --script ppo_continuous --total-timesteps 1000000 --address auto \
-        --env-id HalfCheetah-v4 Hopper-v4 InvertedDoublePendulum-v4 InvertedPendulum-v4 Reacher-v4 Swimmer-v4 Walker2d-v4
+    python benchmarks/learning.py --script ppo_continuous --total-timesteps 1000000 --address auto --env-id \
+        HalfCheetah-v4 Hopper-v4 InvertedDoublePendulum-v4 InvertedPendulum-v4 Reacher-v4 Swimmer-v4 Walker2d-v4
     python benchmarks/learning.py --script ppo_atari --total-timesteps 10000000 --address auto \
         --env-id BreakoutNoFrameskip-v4 PongNoFrameskip-v4 BeamRiderNoFrameskip-v4
 
