@@ -112,6 +112,7 @@ def main() -> None:
     p.add_argument("--cpus-per-run", type=int, default=1, help="Ray CPUs of a run, and its torch --threads")
     p.add_argument("--gpus-per-run", type=float, default=0, help="Ray GPUs of a run (with ppo_atari.py's --cuda)")
     p.add_argument("--address", help="a running Ray cluster (or set RAY_ADDRESS); default: a local Ray")
+    p.add_argument("--jobs", type=int, help="runs at once on a local Ray: its CPUs (default: every core)")
     p.add_argument("--storage", default=sweep.STORAGE, help="run folders; on a cluster, a path every node shares")
     p.add_argument("--fresh", action="store_true", help="run again the runs that finished already")
     p.add_argument("--smoke", action="store_true", help="every run for one iteration, recording nothing")
@@ -128,7 +129,7 @@ def main() -> None:
                        result["seed"])
 
     results = sweep.sweep(runs, sweep.smoke_storage(a.storage) if a.smoke else a.storage, a.address, a.fresh,
-                          CODE_VERSION, keep_curve)
+                          CODE_VERSION, keep_curve, a.jobs)
     for env in a.env_id:
         mine = [r for r in results if r["env_id"] == env]
         good = [r for r in mine if r["exit"] == 0]

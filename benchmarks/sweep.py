@@ -144,14 +144,17 @@ def _clock(seconds: float) -> str:
         f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def connect(address: str | None) -> None:
+def connect(address: str | None, jobs: int | None = None) -> None:
+    """Join the cluster at address (or RAY_ADDRESS), or start a local Ray of `jobs` CPUs (all cores by default)."""
     import ray
     if ray.is_initialized():
         return
+    if jobs and (address or os.environ.get("RAY_ADDRESS")):
+        sys.exit("error: --jobs sets the CPUs of a local Ray; a cluster has its own: drop --jobs or --address")
     settings = dict(address=address, logging_level=logging.WARNING, log_to_driver=False,
                     runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
     if not (address or os.environ.get("RAY_ADDRESS")):  # a local Ray, on this machine's cores
-        settings.update(include_dashboard=False, object_store_memory=200 * 2**20)
+        settings.update(num_cpus=jobs, include_dashboard=False, object_store_memory=200 * 2**20)
     try:
         ray.init(**settings)
     except ConnectionError as e:
@@ -159,7 +162,7 @@ def connect(address: str | None) -> None:
 
 
 def sweep(runs: list, storage: str = STORAGE, address: str | None = None, fresh: bool = False,
-          commit: str = "unknown", on_result=None) -> list:
+          commit: str = "unknown", on_result=None, jobs: int | None = None) -> list:
     """Run every run not finished yet (all of them with fresh), as Ray tasks; return a result per run, in the
     order given: recorded ones with "skipped": True. on_result(result) is called as each run finishes."""
     try:
@@ -178,7 +181,7 @@ def sweep(runs: list, storage: str = STORAGE, address: str | None = None, fresh:
     print(f"{len(runs) - len(todo)} of {len(runs)} runs finished already; {len(todo)} to run", flush=True)
     results = {r.name: {**done[r.name], "skipped": True} for r in runs if r.name in done}
     if todo:
-        connect(address)
+        connect(address, jobs)
         task = ray.remote(execute)
         pending = {task.options(num_cpus=r.cpus, num_gpus=r.gpus, max_retries=RETRIES, retry_exceptions=False)
                    .remote(r, storage, commit): r for r in todo}

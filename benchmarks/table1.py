@@ -125,6 +125,7 @@ def main() -> None:
     p.add_argument("--scripts-optimiser", action="store_true",
                    help="keep the scripts' stepsize annealing and 0.5 gradient clip (how the earlier tables ran)")
     p.add_argument("--address", help="a running Ray cluster (or set RAY_ADDRESS); default: a local Ray")
+    p.add_argument("--jobs", type=int, help="runs at once on a local Ray: its CPUs (default: every core)")
     p.add_argument("--storage", default=sweep.STORAGE, help="run folders; on a cluster, a path every node shares")
     p.add_argument("--fresh", action="store_true", help="run again the runs (and random scores) recorded already")
     p.add_argument("--smoke", action="store_true", help="every run for one iteration, recording nothing")
@@ -161,7 +162,7 @@ def main() -> None:
                                     "date": time.strftime("%Y-%m-%d %H:%M")})
 
         results = sweep.sweep(runs, sweep.smoke_storage(a.storage) if a.smoke else a.storage, a.address, a.fresh,
-                              CODE_VERSION, keep)
+                              CODE_VERSION, keep, a.jobs)
         failed = [r["name"] for r in results if r["exit"] != 0]
         if failed:
             print(f"{len(failed)} runs failed: {', '.join(failed)}")

@@ -137,3 +137,8 @@ def test_a_runs_subprocess_ends_when_its_parent_is_killed(tmp_path):
             break
         time.sleep(0.1)
     assert state in ("gone", "Z")
+
+
+def test_jobs_is_for_a_local_ray_only():
+    with pytest.raises(SystemExit, match="--jobs sets the CPUs of a local Ray; a cluster has its own"):
+        sweep.connect("127.0.0.1:1", jobs=2)
