@@ -158,7 +158,9 @@ def connect(address: str | None, jobs: int | None = None) -> None:
     try:
         ray.init(**settings)
     except ConnectionError as e:
-        sys.exit(f"error: cannot reach the Ray cluster at {address or os.environ['RAY_ADDRESS']}: {e}")
+        sys.exit(f"error: cannot reach the Ray cluster at {address or os.environ['RAY_ADDRESS']} ({e}); one "
+                 "started with token authentication, the default of `ray start` since Ray 2.59, also needs "
+                 "RAY_AUTH_MODE=token here, and its token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
 
 
 def sweep(runs: list, storage: str = STORAGE, address: str | None = None, fresh: bool = False,
