@@ -57,7 +57,7 @@ PAPER_TASKS = ["HalfCheetah-v4", "Hopper-v4", "InvertedDoublePendulum-v4", "Inve
                "Swimmer-v4", "Walker2d-v4"]
 FULL = dict(tasks=PAPER_TASKS, seeds=[1, 2, 3], total_timesteps=1_000_000)
 # 11 settings x 3 tasks x 1 seed x 200k steps = 6.6M steps: 42.4 min as 2 jobs on this 2-core machine (another
-# run shared it for the first 10 min). Too short to show the paper's ordering (README).
+# run shared it for the first 10 min). Too short to show the paper's ordering (benchmarks/README.md, Table 1).
 DEFAULT = dict(tasks=["Hopper-v4", "Walker2d-v4", "HalfCheetah-v4"], seeds=[1], total_timesteps=200_000)
 
 
