@@ -1,5 +1,5 @@
-"""Print the markdown tables of benchmarks/README.md's "Results in full" from benchmarks/results/*.jsonl (the newest entry per
-script and env), so that every figure there traces to the command that measured it.
+"""Print the markdown tables of benchmarks/README.md's "Results in full" from benchmarks/results/*.jsonl (the
+newest entry per script and env), so that every figure there traces to the command that measured it.
 
     python benchmarks/report.py
 """
