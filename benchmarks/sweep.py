@@ -153,8 +153,9 @@ def connect(address: str | None, jobs: int | None = None) -> None:
         sys.exit("error: --jobs sets the CPUs of a local Ray; a cluster has its own: drop --jobs or --address")
     settings = dict(address=address, logging_level=logging.WARNING, log_to_driver=False,
                     runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
-    if not (address or os.environ.get("RAY_ADDRESS")):  # a local Ray, on this machine's cores
-        settings.update(num_cpus=jobs, include_dashboard=False, object_store_memory=200 * 2**20)
+    if not (address or os.environ.get("RAY_ADDRESS")):  # a Ray of its own on this machine's cores: "local", or
+        # ray.init would join a cluster that `ray start` left running here
+        settings.update(address="local", num_cpus=jobs, include_dashboard=False, object_store_memory=200 * 2**20)
     try:
         ray.init(**settings)
     except ConnectionError as e:
