@@ -1,7 +1,8 @@
 """How long the paper-scale sweeps take on N cores, from the speed of runs already measured here: each finished
 run's steps over its wall time (results/table1.jsonl, and the rows of results/learning.jsonl that give a wall
-time per run). A run takes one core, as in a sweep; its rate is the median of its (script, env)'s runs, or,
-where none ran yet, the median over all of that script's runs (the line says which were assumed). Speeds on
+time per run). A run takes one core, as in a sweep; its rate is the median of its (script, env)'s runs; where
+none ran yet, the median of the other scripts' runs on that env; else the median over all of that script's
+runs. The line says which rates were borrowed or assumed. Speeds on
 these machines drift by up to 2x from day to day, and so do these estimates.
 
     python benchmarks/sweep_time.py --cores 2 16 64
@@ -49,10 +50,14 @@ def main() -> None:
         if not any(s == runs[0][0] for s, _ in rates):
             print(f"{name}: no run of {runs[0][0]}.py has a wall time per run in results/ yet")
             continue
-        seconds, assumed = [], set()
+        seconds, assumed, borrowed = [], set(), set()
         for script, env, steps in runs:
+            other = [r for (s, e), rs in rates.items() if e == env and s != script for r in rs]
             if rates.get((script, env)):
                 rate = float(np.median(rates[(script, env)]))
+            elif other:  # the MLP scripts step the same env at much the same speed
+                rate = float(np.median(other))
+                borrowed.add(f"{script} on {env}")
             else:
                 rate = float(np.median([r for (s, _), rs in rates.items() if s == script for r in rs]))
                 assumed.add(env)
@@ -61,7 +66,8 @@ def main() -> None:
         # N cores run N runs at once; the sweep cannot end before its longest run does.
         times = ", ".join(f"{n} cores {max(total / n, max(seconds)) / 3600:.1f} h" for n in a.cores)
         print(f"{name}: {len(runs)} runs, {total / 3600:.0f} core-hours; {times}"
-              + (f" (rate assumed, no run measured yet: {', '.join(sorted(assumed))})" if assumed else ""))
+              + (f"; rate of another script on the same env for: {', '.join(sorted(borrowed))}" if borrowed else "")
+              + (f"; rate assumed, no run measured yet on: {', '.join(sorted(assumed))}" if assumed else ""))
 
 
 if __name__ == "__main__":
