@@ -30,7 +30,6 @@ import time
 from importlib.metadata import version
 
 import numpy as np
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
@@ -88,16 +87,13 @@ def save_curve(curve: np.ndarray, script: str, env_id: str, extra: str, seed: in
 
 
 def logged(run_dir: str, tag: str) -> np.ndarray:
-    """(step, value) rows of one TensorBoard scalar."""
-    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    acc.Reload()
-    return np.array([(e.step, e.value) for e in acc.Scalars(tag)])
+    """(step, value) rows of one TensorBoard scalar; KeyError if the run never logged it."""
+    return sweep.scalars(run_dir, [tag])[tag]
 
 
 def batch_size(script: str, flags: str) -> int:
     """N*T of the script at these flags: a --smoke run's budget, one iteration."""
     import tyro
-    sys.path.insert(0, ROOT)
     args = tyro.cli(__import__(script).Args, args=shlex.split(flags))
     return args.num_envs * args.num_steps
 
@@ -111,16 +107,12 @@ def main() -> None:
     p.add_argument("--extra", default="", help="more flags for the script, one string: --extra='--a 1 --b'")
     p.add_argument("--cpus-per-run", type=int, default=1, help="Ray CPUs of a run, and its torch --threads")
     p.add_argument("--gpus-per-run", type=float, default=0, help="Ray GPUs of a run (with ppo_atari.py's --cuda)")
-    p.add_argument("--address", help="a running Ray cluster (or set RAY_ADDRESS); default: a local Ray")
-    p.add_argument("--jobs", type=int, help="runs at once on a local Ray: its CPUs (default: every core)")
-    p.add_argument("--storage", default=sweep.STORAGE, help="run folders; on a cluster, a path every node shares")
-    p.add_argument("--fresh", action="store_true", help="run again the runs that finished already")
-    p.add_argument("--smoke", action="store_true", help="every run for one iteration, recording nothing")
+    sweep.add_arguments(p)
     a = p.parse_args()
 
-    steps = {env: batch_size(a.script, a.extra) if a.smoke else a.total_timesteps for env in a.env_id}
+    steps = batch_size(a.script, a.extra) if a.smoke else a.total_timesteps
     extra = f"{a.extra} --eval-episodes 1".strip() if a.smoke else a.extra
-    runs = [sweep.Run(a.script, env, steps[env], seed, extra, a.cpus_per_run, a.gpus_per_run)
+    runs = [sweep.Run(a.script, env, steps, seed, extra, a.cpus_per_run, a.gpus_per_run)
             for env in a.env_id for seed in a.seeds]
 
     def keep_curve(result: dict) -> None:
@@ -128,8 +120,7 @@ def main() -> None:
             save_curve(np.array(result["curve"]).reshape(-1, 2), a.script, result["env_id"], a.extra,
                        result["seed"])
 
-    results = sweep.sweep(runs, sweep.smoke_storage(a.storage) if a.smoke else a.storage, a.address, a.fresh,
-                          CODE_VERSION, keep_curve, a.jobs)
+    results = sweep.sweep_from_args(runs, a, CODE_VERSION, keep_curve)
     for env in a.env_id:
         mine = [r for r in results if r["env_id"] == env]
         good = [r for r in mine if r["exit"] == 0]
@@ -142,10 +133,10 @@ def main() -> None:
                    "mean": round(float(np.mean(scores)), 1) if scores else None,
                    "std": round(float(np.std(scores)), 1) if scores else None,
                    "eval_mean_per_seed": [r["eval"] for r in good],
-                   "peak_rss_mb": max((r["peak_rss_mb"] for r in good if "peak_rss_mb" in r), default=None),
-                   "wall_s_per_seed": [r.get("wall_s") for r in good],
-                   "resumed_at_step_per_seed": [r.get("resumed_at_step", 0) for r in good],
-                   "nodes": len({r.get("node") for r in good}), "date": time.strftime("%Y-%m-%d")}
+                   "peak_rss_mb": max((r["peak_rss_mb"] for r in good), default=None),
+                   "wall_s_per_seed": [r["wall_s"] for r in good],
+                   "resumed_at_step_per_seed": [r["resumed_at_step"] for r in good],
+                   "nodes": len({r["node"] for r in good}), "date": time.strftime("%Y-%m-%d")}
         record("learning.jsonl", summary)
         print(f"{a.script} {env} {a.total_timesteps} steps: {len(good)} of {len(mine)} seeds finished "
               f"{summary['seeds']}; last-100-episode return {summary['mean']} +- {summary['std']} "

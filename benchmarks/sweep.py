@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORAGE = os.path.join(ROOT, "benchmarks", "out")
 RETRIES = 3  # attempts after a node or worker dies
@@ -80,11 +82,13 @@ def _tied_to_its_parent(niceness: int):
     return setup
 
 
-def _scalars(run_dir: str, tag: str) -> list:
+def scalars(run_dir: str, tags: list) -> dict:
+    """{tag: (step, value) rows} of a run's TensorBoard scalars, read in one pass; a tag never logged is absent."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     acc.Reload()
-    return [[e.step, round(e.value, 2)] for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+    logged = set(acc.Tags()["scalars"])
+    return {tag: np.array([(e.step, e.value) for e in acc.Scalars(tag)]) for tag in tags if tag in logged}
 
 
 def execute(run: Run, storage: str, commit: str, niceness: int = 0) -> dict:
@@ -115,12 +119,13 @@ def execute(run: Run, storage: str, commit: str, niceness: int = 0) -> dict:
     text = open(log_path).read()
     attempt = text[text.rfind("\n== ") + 1:] if "\n== " in text else text
     resumed = re.search(r"(?:resumed from .* at step|is complete at step) (\d+)", attempt)
-    curve = _scalars(folder, "charts/episodic_return") if code == 0 else []
-    evals = _scalars(folder, "eval/episodic_return") if code == 0 else []
+    logs = scalars(folder, ["charts/episodic_return", "eval/episodic_return"]) if code == 0 else {}
+    curve = [[int(step), round(float(ret), 2)] for step, ret in logs.get("charts/episodic_return", [])]
+    evals = [round(float(ret), 2) for _, ret in logs.get("eval/episodic_return", [])]
     last100 = [r for _, r in curve[-100:]]
     return {**run.identity, "name": run.name, "exit": code, "curve": curve,
             "last100": round(sum(last100) / len(last100), 2) if last100 else None,
-            "eval": evals[-1][1] if evals else None, "episodes": len(curve),
+            "eval": evals[-1] if evals else None, "episodes": len(curve),
             "resumed_at_step": int(resumed.group(1)) if resumed else 0, "node": node, "niceness": priority,
             "wall_s": round(time.time() - start), "peak_rss_mb": round(usage.ru_maxrss / 1024), "commit": commit,
             "log_tail": "" if code == 0 else "\n".join(attempt.strip().splitlines()[-5:])}
@@ -162,6 +167,21 @@ def connect(address: str | None, jobs: int | None = None) -> None:
         sys.exit(f"error: cannot reach the Ray cluster at {address or os.environ['RAY_ADDRESS']} ({e}); one "
                  "started with token authentication, the default of `ray start` since Ray 2.59, also needs "
                  "RAY_AUTH_MODE=token here, and its token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
+
+
+def add_arguments(parser) -> None:
+    """The flags every sweep command takes."""
+    parser.add_argument("--address", help="a running Ray cluster (or set RAY_ADDRESS); default: a local Ray")
+    parser.add_argument("--jobs", type=int, help="runs at once on a local Ray: its CPUs (default: every core)")
+    parser.add_argument("--storage", default=STORAGE, help="run folders; on a cluster, a path every node shares")
+    parser.add_argument("--fresh", action="store_true", help="run again the runs that finished already")
+    parser.add_argument("--smoke", action="store_true", help="every run for one iteration, recording nothing")
+
+
+def sweep_from_args(runs: list, a, commit: str, on_result) -> list:
+    """sweep() as add_arguments' flags ask; a --smoke sweep in its own folder, emptied first."""
+    return sweep(runs, smoke_storage(a.storage) if a.smoke else a.storage, a.address, a.fresh, commit, on_result,
+                 a.jobs)
 
 
 def sweep(runs: list, storage: str = STORAGE, address: str | None = None, fresh: bool = False,

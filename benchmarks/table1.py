@@ -124,11 +124,7 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true", help="run nothing; print the table of this budget")
     p.add_argument("--scripts-optimiser", action="store_true",
                    help="keep the scripts' stepsize annealing and 0.5 gradient clip (how the earlier tables ran)")
-    p.add_argument("--address", help="a running Ray cluster (or set RAY_ADDRESS); default: a local Ray")
-    p.add_argument("--jobs", type=int, help="runs at once on a local Ray: its CPUs (default: every core)")
-    p.add_argument("--storage", default=sweep.STORAGE, help="run folders; on a cluster, a path every node shares")
-    p.add_argument("--fresh", action="store_true", help="run again the runs (and random scores) recorded already")
-    p.add_argument("--smoke", action="store_true", help="every run for one iteration, recording nothing")
+    sweep.add_arguments(p)  # --fresh also measures the random policy's scores again
     a = p.parse_args()
     budget = FULL if a.full else DEFAULT
     tasks, seeds = a.tasks or budget["tasks"], a.seeds or budget["seeds"]
@@ -154,15 +150,13 @@ def main() -> None:
             if result["exit"] != 0 or a.smoke:
                 return
             setting = setting_of[result["name"]]
-            returns = [ret for _, ret in result["curve"]]
             record("table1.jsonl", {"kind": "run", "setting": setting, "script": result["script"],
                                     "flags": flags_of[setting], "env_id": result["env_id"], "seed": result["seed"],
-                                    "total_timesteps": steps, "last100": round(float(np.mean(returns[-100:])), 2),
-                                    "episodes": len(returns), "wall_s": result["wall_s"],
+                                    "total_timesteps": steps, "last100": result["last100"],
+                                    "episodes": result["episodes"], "wall_s": result["wall_s"],
                                     "date": time.strftime("%Y-%m-%d %H:%M")})
 
-        results = sweep.sweep(runs, sweep.smoke_storage(a.storage) if a.smoke else a.storage, a.address, a.fresh,
-                              CODE_VERSION, keep, a.jobs)
+        results = sweep.sweep_from_args(runs, a, CODE_VERSION, keep)
         failed = [r["name"] for r in results if r["exit"] != 0]
         if failed:
             print(f"{len(failed)} runs failed: {', '.join(failed)}")
