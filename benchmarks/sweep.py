@@ -13,9 +13,9 @@ or on any Ray cluster. learning.py and table1.py hand their runs to `sweep()`; t
   checkpoint. A run that exits non-zero on its own is not retried: it is reported with its log's tail.
 - No orphans: the subprocess gets SIGTERM when its worker dies (Linux's parent-death signal), which makes the
   script checkpoint and exit, and it holds a lock on its folder, so a retry waits until it is gone.
-- Priority: Ray starts its workers at niceness 15, which a subprocess inherits (issue 16 reports such
-  runs getting 10% of a core next to other work; not measured in this module's tests). Runs go back to niceness 0, as a run started by hand, where the OS allows it (root,
-  or CAP_SYS_NICE); elsewhere they keep 15 and the result says so.
+- Priority: Ray starts its workers at niceness 15, which a subprocess inherits (issue 16 reports such runs
+  getting 10% of a core next to other work). Runs go back to niceness 0, as a run started by hand, where the
+  OS allows it (root, or CAP_SYS_NICE); elsewhere they keep 15 and the result says so.
 - Results travel as data: a task returns the run's curve, score, evaluation, exit status, node and commit,
   and only the driver writes results files.
 """
