@@ -14,6 +14,10 @@ eq. (7), (9), (11)-(12) and Table 3's settings, is as in ppo_clip.py.
     python ppo_continuous.py --eval-checkpoint runs/<run> --capture-video   # watch a trained agent
     tensorboard --logdir runs
 
+Run management (checkpoints, resume, stop signals, the divergence guard, replay, W&B) lives in ppo_run.py,
+shared by the four scripts. Copied without it, this file still trains, logs, records video, saves and
+evaluates; --resume, --eval-checkpoint, --track and --checkpoint-every then ask for it.
+
 A saved model acts as trained in another process:
     agent, obs_rms = agent_from(torch.load("runs/<run>/ppo_continuous.pt"))
     evaluate(agent, obs_rms, "Hopper-v4", episodes=10, seed=0)
@@ -29,7 +33,6 @@ import importlib.util
 import math
 import os
 import random
-import signal
 import sys
 import time
 import warnings
@@ -41,6 +44,11 @@ import torch
 import torch.nn as nn
 import tyro
 from torch.utils.tensorboard import SummaryWriter
+
+try:
+    import ppo_run
+except ModuleNotFoundError:  # this file copied alone: RunAlone, at the end, stands in
+    ppo_run = None
 
 
 @dataclass
@@ -58,7 +66,7 @@ class Args:
     capture_video: bool = False
     """record env 0's episodes on CleanRL's schedule, and every evaluation episode, to <run folder>/videos"""
     track: bool = False
-    """log the run to Weights & Biases; without a login or a network it logs offline, to sync later"""
+    """log the run to Weights & Biases; without a login or a network it logs offline, to sync later (ppo_run.py)"""
     wandb_project_name: str = "ppo"
     """W&B project"""
     wandb_entity: str | None = None
@@ -68,12 +76,13 @@ class Args:
     run_dir: str | None = None
     """the run folder: TensorBoard, checkpoints, the final model (default runs/<env>__<exp>__<seed>__<time>)"""
     checkpoint_every: int | None = None
-    """save <run folder>/checkpoint.pt every N iterations; 0 never; by default every 5 minutes of wall time"""
+    """save <run folder>/checkpoint.pt every N iterations; 0 never; by default every 5 minutes (ppo_run.py)"""
     resume: str | None = None
     """continue a stopped run from its checkpoint file or run folder, with its own settings; the envs begin new
-    episodes there, so only the rollout in progress is lost"""
+    episodes there, so only the rollout in progress is lost (ppo_run.py)"""
     eval_checkpoint: str | None = None
-    """no training: play --eval-episodes episodes with a saved model (file or run folder) and print its score"""
+    """no training: play --eval-episodes episodes with a saved model (file or run folder), print its score
+    (ppo_run.py)"""
     eval_episodes: int = 10
     """episodes with the deterministic policy after training (0 skips; not in the paper)"""
     total_timesteps: int = 1_000_000
@@ -118,8 +127,8 @@ class Args:
     and matched it on Walker2d-v4 and HalfCheetah-v4 (README; not in the paper)"""
 
 
-def check_args(args: Args) -> int:
-    """Refuse bad input before any training, in one line; return the minibatch size M."""
+def check_args(args: Args) -> None:
+    """Refuse bad input before any training, in one line."""
     def refuse(name, rule):
         sys.exit(f"error: --{name.replace('_', '-')} must {rule}, got {getattr(args, name)}")
     for name, value in vars(args).items():
@@ -151,7 +160,10 @@ def check_args(args: Args) -> int:
     for flag, wanted, module in [("capture-video", args.capture_video, "moviepy"), ("track", args.track, "wandb")]:
         if wanted and importlib.util.find_spec(module) is None:
             sys.exit(f"error: --{flag} needs {module}: pip install {module}")
-    return batch_size // args.num_minibatches
+    for name in ["resume", "eval_checkpoint", "track", "checkpoint_every"]:
+        if getattr(args, name) is not None and getattr(args, name) is not False and not ppo_run:
+            sys.exit(f"error: --{name.replace('_', '-')} needs ppo_run.py beside ppo_continuous.py: copy it from this "
+                     "project too")
 
 
 # ---- Environments -----------------------------------------------------------------------------
@@ -351,23 +363,14 @@ def ppo_loss(pg_loss, v_loss, entropy, vf_coef, ent_coef):
 
 # ---- Training ---------------------------------------------------------------------------------
 def main(args: Args) -> dict:
-    """Train; return a summary (SPS, episode returns, evaluation) for benchmarks/."""
-    if args.eval_checkpoint:
-        check_args(args)
-        return {"eval_returns": replay(args)}
-    args, ckpt = resume_args(args) if args.resume else (args, None)
-    minibatch_size = check_args(args)
+    """Train, as Algorithm 1; return a summary (SPS, episode returns, evaluation) for benchmarks/."""
+    run = ppo_run.Run(args, "ppo_continuous", check_args) if ppo_run else RunAlone(args)
+    if run.complete:  # --resume of a run that has finished
+        return run.complete
+    args = run.args  # with --resume, the stopped run's
     batch_size = args.num_envs * args.num_steps
+    minibatch_size = batch_size // args.num_minibatches
     num_iterations = args.total_timesteps // batch_size
-    env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5
-    run_dir = args.run_dir or f"runs/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    args = dataclasses.replace(args, run_dir=run_dir)
-    if not ckpt and os.path.exists(os.path.join(run_dir, "checkpoint.pt")):
-        sys.exit(f"error: {run_dir} holds a run already: continue it with --resume {run_dir}, "
-                 "or choose another --run-dir")
-    if ckpt and ckpt["iteration"] == num_iterations:
-        print(f"{run_dir} is complete at step {ckpt['global_step']}: nothing to resume")
-        return {"global_step": ckpt["global_step"], "run_dir": run_dir}
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -376,21 +379,21 @@ def main(args: Args) -> dict:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(args.threads)
 
-    video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-    envs = make_envs(args.env_id, args.num_envs, video_dir, first_video_episode(video_dir, ckpt))
-    run = RunState(args, ckpt)
-    writer = run.writer
-
+    envs = make_envs(args.env_id, args.num_envs, run.video_dir, run.first_video_episode)
+    writer = run.start(envs)
     obs_dim = envs.single_observation_space.shape[0]
-    agent, obs_rms = agent_from(ckpt) if ckpt else (Agent(obs_dim, envs.single_action_space, args.init_log_std),
-                                                    RunningMeanStd(obs_dim, clip=args.obs_clip))
+    agent = Agent(obs_dim, envs.single_action_space, args.init_log_std)
+    obs_rms = RunningMeanStd(obs_dim, clip=args.obs_clip)
     # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     reward_scaler = RewardScaler(args.num_envs, args.gamma, clip=args.reward_clip)
-    if ckpt:  # its statistics carry over; the running returns restart at zero with the envs' new episodes
-        load_rms(reward_scaler.rms, ckpt["reward_rms"])
+    start_iteration, global_step, recent_returns, env_seed = (
+        restore(run.ckpt, agent, optimizer, obs_rms, reward_scaler, rng) if run.ckpt else (0, 0, [], args.seed))
     action_dim = envs.single_action_space.shape[0]
     low, high = envs.single_action_space.low, envs.single_action_space.high
+
+    def state() -> dict:  # a checkpoint when one is due: the loop's variables as they are then
+        return checkpoint(args, agent, optimizer, obs_rms, reward_scaler, rng, iteration, global_step, recent_returns)
 
     # Rollout storage, (T, N, ...): what the policy saw and did. numpy, since per-step writes into
     # torch tensors cost several times more; the batch becomes torch once the rollout is done.
@@ -401,9 +404,6 @@ def main(args: Args) -> dict:
     dones = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
 
     ep_return, ep_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    start_iteration, global_step, recent_returns, env_seed = (restore(ckpt, optimizer, rng) if ckpt
-                                                              else (0, 0, [], args.seed))
-    env0_episodes = ckpt["env0_episodes"] if ckpt else 0  # numbers env 0's videos
     start_step, start_time = global_step, time.time()
     next_raw_obs, _ = envs.reset(seed=env_seed)
     for iteration in range(start_iteration + 1, num_iterations + 1):
@@ -435,7 +435,6 @@ def main(args: Args) -> dict:
                 writer.add_scalar("charts/episodic_length", ep_length[i], global_step)
                 recent_returns.append(float(ep_return[i]))
                 ep_return[i], ep_length[i] = 0, 0
-            env0_episodes += int(dones[t, 0])
 
         with torch.inference_mode():
             # The network is fixed during the rollout, so pi_old's log-probs and values are computed once
@@ -460,7 +459,7 @@ def main(args: Args) -> dict:
 
         # ---- Algorithm 1: optimise the surrogate for K epochs of minibatches of size M ----
         stats = torch.zeros(5)  # sums over minibatches: policy loss, value loss, entropy, approx KL, clip fraction
-        grad_norms, updates = torch.zeros(()), 0
+        grad_norms = torch.zeros(())
         for epoch in range(args.update_epochs):
             perm = torch.randperm(batch_size)
             # One gather per epoch; the minibatches are then contiguous slices of the shuffled batch.
@@ -491,21 +490,13 @@ def main(args: Args) -> dict:
                     approx_kl = (log_ratio.exp() - 1 - log_ratio).mean()  # unbiased KL[pi_old, pi] estimate
                     clipfrac = ((log_ratio.exp() - 1).abs() > clip_coef).float().mean()
                     stats += torch.stack([pg_loss, v_loss, entropy_mean, approx_kl, clipfrac])
-                updates += 1
-                if run.stop:  # SIGTERM or Ctrl-C: end the update here, checkpoint below and exit
-                    break
-            if run.stop:
-                break
         # theta_old <- theta happens implicitly: the next rollout samples from the updated networks.
-        run.guard(iteration, {"losses": stats, "gradient norm": grad_norms,
-                              "parameters": torch.cat([p.detach().flatten() for p in agent.parameters()])})
-
         # ---- Logging: means over the iteration's K * num_minibatches updates ----
-        stats = (stats / updates).tolist()
+        means = (stats / (args.update_epochs * args.num_minibatches)).tolist()
         var_returns = b_returns.var().item()
         explained_var = float("nan") if var_returns == 0 else 1 - (b_returns - b_values).var().item() / var_returns
         sps = int((global_step - start_step) / (time.time() - start_time))
-        for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"], stats):
+        for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"], means):
             writer.add_scalar(f"losses/{tag}", value, global_step)
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
@@ -514,23 +505,15 @@ def main(args: Args) -> dict:
         if iteration % max(1, num_iterations // 20) == 0 or iteration == num_iterations:
             recent = f"{np.mean(recent_returns[-100:]):.1f}" if recent_returns else "n/a"
             print(f"step {global_step:>8}  SPS {sps:>5}  mean return (last 100 episodes) {recent}", flush=True)
-        run.save_if_due(iteration, num_iterations, lambda: checkpoint(
-            args, agent, optimizer, obs_rms, reward_scaler, rng, iteration, global_step, recent_returns,
-            env0_episodes, run))
+        # Run management: the divergence guard, a checkpoint when due, and a stop signal's exit (ppo_run.py)
+        run.end_iteration(iteration, agent, stats, grad_norms, state)
     train_time = time.time() - start_time
-    run.close()
     envs.close()
-
-    if args.save_model:
-        path = os.path.join(run_dir, f"{args.exp_name}.pt")
-        save_checkpoint(checkpoint(args, agent, optimizer, obs_rms, reward_scaler, rng, num_iterations, global_step,
-                                   recent_returns, env0_episodes, run), path)
-        print(f"model saved to {path}")
     eval_returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, writer,
-                            global_step, video_dir)
-    run.finish()
+                            global_step, run.video_dir)
+    run.finish(state)  # with --save-model, the final model in the checkpoint format
     return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
-            "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": run_dir,
+            "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": args.run_dir,
             "agent": agent, "obs_rms": obs_rms}
 
 
@@ -568,57 +551,19 @@ def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, 
     return returns
 
 
-# ---- Run management: checkpoints, resume, pre-emption, the divergence guard, replay, video, tracking ---------
-CHECKPOINT_MINUTES = 5  # the default interval between checkpoints, in wall time
-# The flags that leave learning alone, so that a resumed run may take new values of them:
-RESUME_FLAGS = {"resume", "run_dir", "checkpoint_every", "save_model", "eval_episodes", "capture_video", "threads",
-                "eval_checkpoint", "track", "wandb_project_name", "wandb_entity"}
-
-
-def checkpoint(args, agent, optimizer, obs_rms, reward_scaler, rng, iteration, global_step, recent_returns,
-               env0_episodes, run) -> dict:
+# ---- Saving and restoring: what PPO needs to act and to continue ---------------------------------------
+def checkpoint(args, agent, optimizer, obs_rms, reward_scaler, rng, iteration, global_step, recent_returns) -> dict:
     """All a run needs to act and to continue, as CPU tensors and plain Python values: plain torch.load reads it.
-    Without the observation statistics a saved policy would see other inputs and act badly."""
+    Without the observation statistics a saved policy would see other inputs and act badly. ppo_run.py fills in
+    the run's W&B id and video counter."""
     space, np_rng = agent.action_space, np.random.get_state()
     return {"script": "ppo_continuous", "env_id": args.env_id, "args": vars(args), "model": agent.state_dict(),
             "obs_rms": rms_state(obs_rms), "reward_rms": rms_state(reward_scaler.rms),
             "action_space": [torch.from_numpy(space.low), torch.from_numpy(space.high)],
             "optimizer": optimizer.state_dict(), "iteration": iteration, "global_step": global_step,
-            "recent_returns": recent_returns[-100:], "env0_episodes": env0_episodes,
-            "wandb_id": run.wandb_id,
+            "recent_returns": recent_returns[-100:], "env0_episodes": 0, "wandb_id": None,
             "rng": [random.getstate(), torch.get_rng_state(), (np_rng[0], np_rng[1].tolist(), *np_rng[2:]),
                     rng.bit_generator.state]}
-
-
-def save_checkpoint(ckpt: dict, path: str) -> None:
-    """Write a temporary file, then rename it over the old one: a kill during a save leaves the last one whole."""
-    with open(path + ".tmp", "wb") as f:
-        torch.save(ckpt, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
-
-
-def load_checkpoint(path: str) -> dict:
-    """A checkpoint of this script, from its file or its run folder, or one line and exit."""
-    path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
-    try:
-        ckpt = torch.load(path)
-    except Exception as e:  # missing, truncated, or not a checkpoint at all
-        sys.exit(f"error: cannot read checkpoint {path}: {(str(e).splitlines() or [type(e).__name__])[0]}")
-    if not isinstance(ckpt, dict) or ckpt.get("script") != "ppo_continuous" or set(ckpt["args"]) != set(vars(Args())):
-        sys.exit(f"error: {path} is not a checkpoint of this ppo_continuous.py")
-    return ckpt | {"path": path}
-
-
-def resume_args(args: Args) -> tuple[Args, dict]:
-    """The run's Args, in its checkpoint's folder: a flag outside RESUME_FLAGS that differs from the saved one
-    would break the schedules and is refused. (From the command line, a flag not typed takes the saved value.)"""
-    ckpt = load_checkpoint(args.resume)
-    for name, value in vars(args).items():
-        if name not in RESUME_FLAGS and value != ckpt["args"][name]:
-            sys.exit(f"error: --{name.replace('_', '-')} cannot change on --resume (the run keeps its settings)")
-    return dataclasses.replace(args, run_dir=os.path.dirname(os.path.abspath(ckpt["path"]))), ckpt
 
 
 def rms_state(rms: RunningMeanStd) -> list:
@@ -630,145 +575,66 @@ def load_rms(rms: RunningMeanStd, state: list) -> RunningMeanStd:
     return rms
 
 
+def restore(ckpt: dict, agent: Agent, optimizer, obs_rms: RunningMeanStd, reward_scaler: RewardScaler,
+            rng) -> tuple[int, int, list, int]:
+    """--resume: the networks, optimiser, both statistics and the RNG states as the checkpoint holds them, in
+    place; returns the iteration, global step, recent returns and the envs' seed. The reward scaler's running
+    returns restart at zero, with the envs' new episodes."""
+    agent.load_state_dict(ckpt["model"])  # in place, so act()'s numpy views stay valid
+    optimizer.load_state_dict(ckpt["optimizer"])
+    load_rms(obs_rms, ckpt["obs_rms"])
+    load_rms(reward_scaler.rms, ckpt["reward_rms"])
+    rng.bit_generator.state = ppo_run.restore_rng(ckpt)
+    return ppo_run.position(ckpt)
+
+
 def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
     """The trained agent and its frozen observation statistics, from a checkpoint alone."""
     obs_rms = load_rms(RunningMeanStd(len(ckpt["obs_rms"][0]), ckpt["args"]["obs_clip"]), ckpt["obs_rms"])
     agent = Agent(len(obs_rms.mean), gym.spaces.Box(*(bound.numpy() for bound in ckpt["action_space"])))
-    agent.load_state_dict(ckpt["model"])  # in place, so act()'s numpy views stay valid
+    agent.load_state_dict(ckpt["model"])
     return agent, obs_rms
 
 
-def restore(ckpt: dict, optimizer, rng: np.random.Generator) -> tuple[int, int, list, int]:
-    """Load the optimizer and RNG states in place; return the iteration, global step, recent returns and the
-    envs' seed. No generic env can save its state, so they begin new episodes, seeded from the run's seed and
-    the iteration: two resumes from one checkpoint are the same run."""
-    optimizer.load_state_dict(ckpt["optimizer"])
-    python, torch_state, (name, key, *rest), rng.bit_generator.state = ckpt["rng"]
-    random.setstate(python)
-    torch.set_rng_state(torch_state)
-    np.random.set_state((name, np.array(key, np.uint32), *rest))
-    print(f"resumed from {ckpt['path']} at step {ckpt['global_step']}; the envs begin new episodes", flush=True)
-    env_seed = int(np.random.SeedSequence([ckpt["args"]["seed"], ckpt["iteration"]]).generate_state(1)[0])
-    return ckpt["iteration"], ckpt["global_step"], ckpt["recent_returns"], env_seed
-
-
-def first_video_episode(video_dir: str | None, ckpt: dict | None) -> int:
-    """A resumed run numbers env 0's episodes on from its checkpoint, and past any video the stopped run
-    recorded after it: no video is overwritten."""
-    names = os.listdir(video_dir) if video_dir and os.path.isdir(video_dir) else []
-    recorded = [int(n[len("train-episode-"):-len(".mp4")]) for n in names if n.startswith("train-episode-")]
-    return max([ckpt["env0_episodes"] + 1 if ckpt else 0] + [n + 1 for n in recorded])
-
-
-def replay(args: Args) -> list:
-    """--eval-checkpoint: the final evaluation of training, on a saved agent, logged to <its run folder>/eval."""
-    ckpt = load_checkpoint(args.eval_checkpoint)
+def evaluate_saved(args: Args, ckpt: dict, writer, video_dir: str | None) -> list:
+    """--eval-checkpoint: the saved agent on --env-id, which must have the spaces of the env it learned on."""
     agent, obs_rms = agent_from(ckpt)
-    if args.eval_episodes < 1:
-        sys.exit(f"error: --eval-episodes must be positive with --eval-checkpoint, got {args.eval_episodes}")
     if args.env_id != ckpt["env_id"]:
         envs = make_envs(args.env_id, 1)
         if envs.single_observation_space.shape != obs_rms.mean.shape or envs.single_action_space != agent.action_space:
             sys.exit(f"error: {args.env_id}'s spaces differ from those of {ckpt['env_id']}, where the model learned")
         print(f"{args.env_id} has the spaces of {ckpt['env_id']}, where the model learned: evaluating on it")
-    folder = os.path.join(os.path.dirname(os.path.abspath(ckpt["path"])), "eval")
-    writer = SummaryWriter(folder)
-    returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, writer,
-                       ckpt["global_step"], os.path.join(folder, "videos") if args.capture_video else None)
-    writer.close()
-    return returns
+    return evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, writer, ckpt["global_step"],
+                    video_dir)
 
 
-def start_tracking(args: Args, wandb_id: str | None):
-    """--track: a W&B run that mirrors TensorBoard, continued by a resumed run. Without a login or a network,
-    it logs offline rather than fail or wait past wandb's init_timeout (90 s; WANDB_INIT_TIMEOUT sets it)."""
-    import wandb  # only with --track
-    # TensorBoard's events become W&B's history; save=False: no copy of the event files, which would nest
-    # W&B's folder in itself, as it lies in the run folder.
-    wandb.tensorboard.patch(root_logdir=args.run_dir, save=False)
-    settings = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(args.run_dir),
-                    config=vars(args), dir=args.run_dir, id=wandb_id, resume="allow")
-    try:
-        return wandb.init(**settings)
-    except Exception as e:  # no login (UsageError) or no network (CommError)
-        wandb.teardown()
-        print(f"W&B is unreachable ({(str(e).splitlines() or [type(e).__name__])[0]}): logging offline; upload "
-              f"later with: wandb sync {args.run_dir}/wandb/offline-run-*", flush=True)
-        return wandb.init(**settings, mode="offline")
+class RunAlone:
+    """Run management when ppo_run.py is not beside this file: a run folder with TensorBoard's log, videos and,
+    with --save-model, the final model. No checkpoints, resume, stop signals, divergence guard or W&B."""
 
+    def __init__(self, args: Args):
+        check_args(args)
+        env_name = args.env_id.replace("/", "-")
+        run_dir = args.run_dir or f"runs/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.args, self.ckpt, self.complete = dataclasses.replace(args, run_dir=run_dir), None, None
+        self.video_dir, self.first_video_episode = os.path.join(run_dir, "videos") if args.capture_video else None, 0
 
-class RunState:
-    """A run's folder, TensorBoard and W&B logs, periodic checkpoints, stop signals (SIGTERM, Ctrl-C) and
-    divergence guard."""
+    def start(self, envs) -> SummaryWriter:
+        self.writer = SummaryWriter(self.args.run_dir)
+        return self.writer
 
-    def __init__(self, args: Args, ckpt: dict | None):
-        self.every, self.path = args.checkpoint_every, os.path.join(args.run_dir, "checkpoint.pt")
-        self.last = (ckpt["path"], ckpt["iteration"]) if ckpt else None  # the last good checkpoint
-        self.saved_at, self.stop, self.wandb_id = time.time(), None, ckpt["wandb_id"] if ckpt else None
-        try:
-            os.makedirs(args.run_dir, exist_ok=True)
-            # W&B first: it mirrors only the SummaryWriters made after it starts.
-            self.tracker = start_tracking(args, self.wandb_id) if args.track else None
-            self.wandb_id = self.tracker.id if self.tracker else self.wandb_id  # an offline fallback gets a new id
-            # purge_step: a resumed run drops what the stopped one logged after its checkpoint
-            self.writer = SummaryWriter(args.run_dir, purge_step=ckpt["global_step"] + 1 if ckpt else None)
-            if args.save_model:  # the final model's file is tried now, not after the whole run
-                open(os.path.join(args.run_dir, f"{args.exp_name}.pt.tmp"), "wb").close()
-        except OSError as e:
-            sys.exit(f"error: cannot write the run folder {args.run_dir}: {e}")
-        if not ckpt:
-            table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
-            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
-        self.videos = os.path.join(args.run_dir, "videos")
-        self.logged = set(os.listdir(self.videos)) if os.path.isdir(self.videos) else set()
-        for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
-            signal.signal(sig, lambda signum, frame: setattr(self, "stop", signum))
+    def end_iteration(self, *_) -> None:
+        pass
 
-    def guard(self, iteration: int, quantities: dict[str, torch.Tensor]) -> None:
-        """Stop on a non-finite loss, gradient norm or parameter, before a checkpoint can hold it."""
-        for name, value in quantities.items():
-            if not value.isfinite().all():
-                last = f"the last good checkpoint is {self.last[0]} (iteration {self.last[1]})" if self.last else None
-                sys.exit(f"error: training diverged at iteration {iteration}: non-finite {name}; "
-                         f"{last or 'no checkpoint was saved yet'}")
-
-    def save_if_due(self, iteration: int, last_iteration: int, make_checkpoint) -> None:
-        """Save every `every` iterations (by default every CHECKPOINT_MINUTES), at the end and on a stop signal."""
-        due = iteration == last_iteration or (iteration % self.every == 0 if self.every else
-                                              time.time() - self.saved_at >= 60 * CHECKPOINT_MINUTES)
-        if self.stop or due and self.every != 0:
-            self.writer.flush()  # TensorBoard holds every step up to the checkpoint, even if the run is killed
-            save_checkpoint(make_checkpoint(), self.path)
-            self.last, self.saved_at = (self.path, iteration), time.time()
-        self.log_videos()
-        if self.stop:
-            print(f"stopped by {signal.Signals(self.stop).name} at iteration {iteration}; continue with: "
-                  f"python ppo_continuous.py --resume {os.path.dirname(self.path)}", file=sys.stderr, flush=True)
-            sys.exit(128 + self.stop)
-
-    def log_videos(self) -> None:
-        """Send W&B each new video as a wandb.Video: its monitor_gym breaks on gymnasium 1.x (wandb #10339, #11193)."""
-        new = sorted(set(os.listdir(self.videos)) - self.logged) if self.tracker and os.path.isdir(self.videos) else []
-        for name in (n for n in new if n.endswith(".mp4")):
-            video = sys.modules["wandb"].Video(os.path.join(self.videos, name))
-            self.tracker.log({f"videos/{name.split('-')[0]}": video})
-            self.logged.add(name)
-
-    def close(self) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def finish(self) -> None:
-        self.writer.close()  # before W&B finishes, so that it mirrors the last events
-        self.log_videos()
-        if self.tracker:
-            self.tracker.finish()
+    def finish(self, checkpoint) -> None:
+        if self.args.save_model:
+            torch.save(checkpoint(), os.path.join(self.args.run_dir, f"{self.args.exp_name}.pt"))
+        self.writer.close()
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
-    if args.resume or args.eval_checkpoint:  # a flag not typed takes the run's value (resume_args sees all typed)
-        saved = Args(**load_checkpoint(args.resume or args.eval_checkpoint)["args"])
-        args = tyro.cli(Args, default=dataclasses.replace(saved, resume=args.resume,
-                                                          eval_checkpoint=args.eval_checkpoint))
-    main(args)
+    args = ppo_run.parse(Args, "ppo_continuous") if ppo_run else tyro.cli(Args)
+    if args.eval_checkpoint and ppo_run:
+        ppo_run.replay(args, "ppo_continuous", check_args, evaluate_saved)
+    else:
+        main(args)  # check_args refuses --eval-checkpoint without ppo_run.py
