@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import ppo_clip  # noqa: E402
 import ppo_kl_adaptive  # noqa: E402
-from benchmarks.learning import record  # noqa: E402
+from benchmarks.common import record  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 

@@ -3,6 +3,7 @@ newest entry per script and env), so that every figure there traces to the comma
 
     python benchmarks/report.py
 """
+import argparse
 import json
 import os
 
@@ -20,6 +21,7 @@ def newest(path: str, key) -> list:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help prints no tables
     learning = newest(os.path.join(RESULTS, "learning.jsonl"),
                       lambda r: (r["script"], r["env_id"], r["total_timesteps"], r["extra_flags"]))
     print("| script | flags | env | steps | seeds | mean return of the last 100 training episodes, mean +- std over "

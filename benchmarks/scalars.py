@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.learning import logged  # noqa: E402
+from benchmarks.common import logged  # noqa: E402
 
 TAGS = ["losses/approx_kl", "losses/clipfrac", "losses/explained_variance"]
 

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.learning import RESULTS  # noqa: E402
+from benchmarks.common import RESULTS  # noqa: E402
 
 
 def scores(script: str, extra: str, env_id: str, steps: int, seeds: list) -> list:

@@ -20,7 +20,7 @@ import numpy as np
 import tyro
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.learning import record  # noqa: E402
+from benchmarks.common import record  # noqa: E402
 
 
 def raw_steps_per_second(mod, args, steps: int) -> float:

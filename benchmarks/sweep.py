@@ -10,7 +10,9 @@ or on any Ray cluster. learning.py and table1.py hand their runs to `sweep()`; t
   <storage>/finished.jsonl. The same sweep again skips those runs and resumes the others from their
   checkpoints; `fresh=True` ignores finished runs and moves their folders aside.
 - Failures: a run whose node or worker dies is retried elsewhere (Ray's task retries) and resumes from its
-  checkpoint. A run that exits non-zero on its own is not retried: it is reported with its log's tail.
+  checkpoint; one that died before its first checkpoint starts afresh, the files it left moved to
+  <folder>.lost-<unix time>. A run that exits non-zero on its own is not retried: it is reported with its
+  log's tail.
 - No orphans: the subprocess gets SIGTERM when its worker dies (Linux's parent-death signal), which makes the
   script checkpoint and exit, and it holds a lock on its folder, so a retry waits until it is gone.
 - Priority: Ray starts its workers at niceness 15, which a subprocess inherits (issue 16 reports such runs
@@ -91,6 +93,22 @@ def scalars(run_dir: str, tags: list) -> dict:
     return {tag: np.array([(e.step, e.value) for e in acc.Scalars(tag)]) for tag in tags if tag in logged}
 
 
+def _set_aside_a_lost_start(folder: str) -> str | None:
+    """An earlier attempt that died before its first checkpoint left TensorBoard events and nothing to resume
+    from, and the scripts refuse to start afresh in a folder that holds a run. Its files go to a sibling folder,
+    returned; the caller holds the lock. The lock file stays: renaming the whole folder would take it along, and
+    a later attempt would then lock a new file at the old path instead of waiting for this one's subprocess."""
+    names = os.listdir(folder)
+    if "checkpoint.pt" in names or not any(name.startswith("events.out.tfevents.") for name in names):
+        return None
+    lost = f"{folder}.lost-{int(time.time())}"
+    os.makedirs(lost)
+    for name in names:
+        if name != ".lock":
+            os.rename(os.path.join(folder, name), os.path.join(lost, name))
+    return lost
+
+
 def execute(run: Run, storage: str, commit: str, niceness: int = 0) -> dict:
     """One run, start to end, on whichever node Ray chose; what the driver needs comes back as data."""
     folder = os.path.join(storage, "runs", run.name)
@@ -104,8 +122,12 @@ def execute(run: Run, storage: str, commit: str, niceness: int = 0) -> dict:
     start = time.time()
     with open(os.path.join(folder, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for an earlier attempt's subprocess to be gone
+        lost = _set_aside_a_lost_start(folder)
         log_path = os.path.join(folder, "log.txt")
         with open(log_path, "a") as log:
+            if lost:
+                log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')}: an earlier attempt died before its first "
+                          f"checkpoint; its files are in {lost}, and this one starts afresh\n")
             command = run.command(folder)
             log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} on node {node}: {shlex.join(command)}\n")
             log.flush()

@@ -16,7 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.learning import RESULTS  # noqa: E402
+from benchmarks.common import RESULTS  # noqa: E402
 from benchmarks.table1 import FULL, SETTINGS  # noqa: E402
 
 ATARI = ["BreakoutNoFrameskip-v4", "PongNoFrameskip-v4", "BeamRiderNoFrameskip-v4"]

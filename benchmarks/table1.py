@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import sweep  # noqa: E402
-from benchmarks.learning import CODE_VERSION, RESULTS, environment, record  # noqa: E402
+from benchmarks.common import CODE_VERSION, RESULTS, environment, record  # noqa: E402
 
 # (row label, script, flags, the paper's normalised score)
 SETTINGS = [

@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.learning import logged, save_curve  # noqa: E402
+from benchmarks.common import logged, save_curve  # noqa: E402
 
 
 def main() -> None:

@@ -176,7 +176,7 @@ def test_cartpole_learns(name, tmp_path, monkeypatch):
 
 def test_benchmark_file_names_hold_no_folder_separator():
     """ALE ids hold a '/': benchmarks/learning.py's curve and log names must not turn it into a folder."""
-    from benchmarks.learning import curve_name, file_safe
+    from benchmarks.common import curve_name, file_safe
     assert "/" not in curve_name("ppo_atari", "ALE/Pong-v5", "--threads 1", 1)
     assert file_safe("ALE/Pong-v5") == "ALE-Pong-v5" and file_safe("Hopper-v4") == "Hopper-v4"
 

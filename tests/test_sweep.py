@@ -14,7 +14,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from benchmarks import learning, sweep
+from benchmarks import common, learning, sweep
 
 # A tiny CartPole run of ppo_clip.py: a few seconds, most of them imports.
 TINY = "--num-envs 1 --num-steps 64 --num-minibatches 2 --update-epochs 2 --eval-episodes 1"
@@ -40,7 +40,7 @@ def attempts(folder):
 def test_runs_spread_over_both_nodes_and_the_same_command_again_records_nothing(cluster, tmp_path, monkeypatch,
                                                                                   capsys):
     c, worker = cluster
-    monkeypatch.setattr(learning, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(common, "RESULTS", str(tmp_path / "results"))
     os.makedirs(tmp_path / "results")
     argv = ["learning.py", "--script", "ppo_clip", "--env-id", "CartPole-v1", "--total-timesteps", "128",
             "--seeds", "1", "2", "3", "4", "--extra", TINY, "--address", c.address, "--storage", str(tmp_path / "out")]
@@ -53,7 +53,7 @@ def test_runs_spread_over_both_nodes_and_the_same_command_again_records_nothing(
     if os.geteuid() == 0:  # Ray's workers run at niceness 15; the runs get 0 back where the OS allows it
         assert {r["niceness"] for r in done.values()} == {0}
     for r in done.values():  # the score the driver got is the curve the run logged
-        curve = learning.logged(os.path.join(tmp_path, "out", "runs", r["name"]), "charts/episodic_return")
+        curve = common.logged(os.path.join(tmp_path, "out", "runs", r["name"]), "charts/episodic_return")
         assert r["last100"] == pytest.approx(curve[-100:, 1].mean(), abs=0.01)
         assert len(learning.np.loadtxt(glob.glob(str(tmp_path / "results" / "curves" / f"*seed{r['seed']}.csv"))[0],
                                        delimiter=",", skiprows=1).reshape(-1, 2)) == r["episodes"]

@@ -1,6 +1,7 @@
 """Our ppo_atari.py runs beside CleanRL's, tenth of the run by tenth: the health scalars and the score.
 
-    python benchmarks/compare_cleanrl.py benchmarks/out/runs/<run 1> <run 2> ... --cleanrl ../shared/cleanrl_breakout_1m
+    python benchmarks/studies/compare_cleanrl.py benchmarks/out/runs/<run 1> <run 2> ... \
+        --cleanrl ../shared/cleanrl_breakout_1m
 
 For each tenth of the steps it prints, per side, the mean over runs of approx_kl, clipfrac, entropy and explained
 variance (each run's mean over the iterations in that tenth), and the mean game score of the episodes that
@@ -52,7 +53,7 @@ def by_tenth(runs: list, name: str, total: int) -> list:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", help="our run folders")
-    p.add_argument("--cleanrl", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared",
+    p.add_argument("--cleanrl", default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared",
                                                      "cleanrl_breakout_1m"))
     p.add_argument("--total-timesteps", type=int, default=1_000_000)
     a = p.parse_args()

@@ -1,13 +1,17 @@
 """How much of ppo_clip.py's clipped gradient is the policy's: one training run, with every minibatch's
 gradient measured just before the clip.
 
-    python benchmarks/grad_share.py --env-id Hopper-v4 --seed 4 --total-timesteps 1000000
-    python benchmarks/grad_share.py --env-id Hopper-v4 --seed 4 --total-timesteps 1000000 --clip-each-network
+    python benchmarks/studies/grad_share.py --env-id Hopper-v4 --seed 4 --total-timesteps 1000000
+    python benchmarks/studies/grad_share.py --env-id Hopper-v4 --seed 4 --total-timesteps 1000000 --clip-each-network
 
 Per tenth of training, the medians over its minibatches of: the value network's gradient norm over the
 policy's (the log std counts as the policy's), the policy's share of the joint norm, how often the clip
 binds, and the root mean square of one policy gradient element after the clip, which Adam divides by
-sqrt(v) + eps with eps = 1e-5. The rows go to results/grad_share.jsonl.
+sqrt(v) + eps with eps = 1e-5. The rows go to benchmarks/results/grad_share.jsonl.
+
+ppo_clip.py clips one norm over both networks. --clip-each-network clips the policy's gradient and the value
+network's each to --max-grad-norm instead, done here in the clip this file puts in place of torch's, so the
+script needs no flag for it.
 """
 import argparse
 import os
@@ -16,9 +20,17 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import ppo_clip  # noqa: E402
-from benchmarks.learning import file_safe, record  # noqa: E402
+from benchmarks.common import file_safe, record  # noqa: E402
+
+
+def clip_each_network(params: list, max_norm: float, critic: set, clip, *rest, **kw) -> torch.Tensor:
+    """Clip the policy's gradient (every parameter whose id is not in `critic`, the log std included) and the
+    value network's each to max_norm on its own, with `clip` (torch's clip_grad_norm_). Returns what the joint
+    clip returns, and ppo_clip.py logs: the norm over both networks before clipping."""
+    networks = [[p for p in params if id(p) not in critic], [p for p in params if id(p) in critic]]
+    return torch.stack([clip(net, max_norm, *rest, **kw) for net in networks]).norm()
 
 
 def main() -> None:
@@ -36,12 +48,14 @@ def main() -> None:
         agent_init(self, *rest, **kw)
         critic.update(id(p) for p in self.critic.parameters())
 
-    def measuring_clip(params, *rest, **kw):  # once per minibatch, or once per network with --clip-each-network
+    def measuring_clip(params, max_norm, *rest, **kw):  # ppo_clip calls it once per minibatch, on every parameter
         params = list(params)
         for p in params:
             pending[id(p) in critic] += p.grad.pow(2).sum().item()
             pending[2] += 0 if id(p) in critic else p.numel()
-        return clip(params, *rest, **kw)
+        if a.clip_each_network:
+            return clip_each_network(params, max_norm, critic, clip, *rest, **kw)
+        return clip(params, max_norm, *rest, **kw)
 
     def stepping(self, *rest, **kw):
         rows.append((np.sqrt(pending[0]), np.sqrt(pending[1]), pending[2]))
@@ -51,7 +65,6 @@ def main() -> None:
     ppo_clip.Agent.__init__, torch.nn.utils.clip_grad_norm_, torch.optim.Adam.step = (
         agent_noting_its_critic, measuring_clip, stepping)
     args = ppo_clip.Args(env_id=a.env_id, seed=a.seed, total_timesteps=a.total_timesteps,
-                         clip_each_network=a.clip_each_network,
                          run_dir=os.path.join("benchmarks", "out", "grad_share",
                                               f"{file_safe(a.env_id)}_{a.seed}_{int(a.clip_each_network)}"))
     summary = ppo_clip.main(args)

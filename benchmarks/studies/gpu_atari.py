@@ -1,12 +1,12 @@
 """ppo_atari.py's whole-run speed and peak GPU memory on a GPU machine (issue: Atari on a GPU).
 
-    python benchmarks/gpu_atari.py --steps 3072                  # a smoke run first (seconds)
-    python benchmarks/gpu_atari.py                               # Breakout, Table 5, 100k steps per variant
+    python benchmarks/studies/gpu_atari.py --steps 3072          # a smoke run first (seconds)
+    python benchmarks/studies/gpu_atari.py                       # Breakout, Table 5, 100k steps per variant
 
 Runs `ppo_atari.main` in this process once per variant (sync or async envs, float32 or --bf16) at Table 5's
 settings (8 envs), with no evaluation, and records its SPS over the whole run and, on CUDA, the peak GPU
 memory torch allocated. It runs on a CPU as well, where it reports no memory. Rows go to
-results/gpu_atari.jsonl.
+benchmarks/results/gpu_atari.jsonl.
 """
 import argparse
 import dataclasses
@@ -17,10 +17,10 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 import ppo_atari  # noqa: E402
-from benchmarks.learning import record  # noqa: E402
+from benchmarks.common import record  # noqa: E402
 
 VARIANTS = {"sync": {}, "async": {"async_envs": True}, "sync-bf16": {"bf16": True},
             "async-bf16": {"async_envs": True, "bf16": True}}

@@ -1,12 +1,12 @@
 """What a 64-unit MLP policy costs per env step on this CPU: why the three MLP scripts take no --cuda.
 
-    python benchmarks/mlp_cost.py                 # ppo_clip.py's Agent on Hopper-v4's sizes, Table 3 settings
+    python benchmarks/studies/mlp_cost.py         # ppo_clip.py's Agent on Hopper-v4's sizes, Table 3 settings
 
 Times, with one torch thread and nothing else running: acting on one observation as the rollout does
 (`Agent.act`, numpy), the same forward pass in torch, and one minibatch update of Table 3 (64 samples:
 forward, backward, gradient clip, fused Adam step). From them, the network's share of one env step at
 Table 3's settings: one act, plus 10 epochs x 32 minibatches of updates spread over 2048 steps. Each figure is
-the median of `--repeats` rounds. Rows go to results/mlp_cost.jsonl.
+the median of `--repeats` rounds. Rows go to benchmarks/results/mlp_cost.jsonl.
 """
 import argparse
 import os
@@ -17,10 +17,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 import ppo_clip  # noqa: E402
-from benchmarks.learning import record  # noqa: E402
+from benchmarks.common import record  # noqa: E402
 
 
 def median_seconds(fn, calls: int, repeats: int) -> float:

@@ -1,13 +1,13 @@
 """d and beta over a ppo_kl_adaptive.py run: where Section 4's rule takes beta, and whether it needs bounds.
 
-    python benchmarks/beta_trace.py --env-id Hopper-v4 --total-timesteps 1000000
-    python benchmarks/beta_trace.py --env-id Hopper-v4 --total-timesteps 409600 --extra='--kl-target 1e-6'
+    python benchmarks/studies/beta_trace.py --env-id Hopper-v4 --total-timesteps 1000000
+    python benchmarks/studies/beta_trace.py --env-id Hopper-v4 --total-timesteps 409600 --extra='--kl-target 1e-6'
 
 Runs the script once (one torch thread), reads `losses/kl` (d, the batch's mean KL after the K epochs) and
 `charts/beta` (the beta that update used) from its TensorBoard log, prints them at every tenth of the run,
 and appends a summary (beta's range and median, the last step where it was at least 0.01 and its lowest value
 until then, how often the rule halved and doubled it, how the run ended) to
-results/beta_trace.jsonl.
+benchmarks/results/beta_trace.jsonl.
 """
 import argparse
 import os
@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from benchmarks.learning import file_safe, logged, record  # noqa: E402
+from benchmarks.common import file_safe, logged, record  # noqa: E402
 
 
 def main() -> None:

@@ -1,13 +1,14 @@
 """What video and tracking add to a fresh install: each optional package's size and install time.
 
-    python benchmarks/install_cost.py
+    python benchmarks/studies/install_cost.py
 
 In a new virtual environment under a temporary folder, this installs requirements.txt without the packages
 under test, then adds each of them in turn (pip's cache off, so every wheel is downloaded as on a fresh
 machine). For each step it records the wall time of `pip install` and the growth of the environment's folder
 on disk. Download time depends on the network, so the time is the figure of that day and that registry.
-Rows go to results/install_cost.jsonl.
+Rows go to benchmarks/results/install_cost.jsonl.
 """
+import argparse
 import os
 import re
 import subprocess
@@ -15,9 +16,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from benchmarks.learning import record  # noqa: E402
+from benchmarks.common import record  # noqa: E402
 
 OPTIONAL = ["moviepy", "pygame", "wandb"]  # in requirements.txt for --capture-video and --track
 
@@ -28,6 +29,7 @@ def folder_bytes(path: str) -> int:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options; --help installs nothing
     with open(os.path.join(ROOT, "requirements.txt")) as f:
         lines = [line.split("#")[0].strip() for line in f]
     pins = [line for line in lines if line]

@@ -1,6 +1,6 @@
 """Where ppo_atari.py's time goes: each part of one iteration timed on its own, and the SPS they allow.
 
-    python benchmarks/atari_budget.py                 # Table 5: N 8, T 128, K 3, 4 minibatches of 256
+    python benchmarks/studies/atari_budget.py         # Table 5: N 8, T 128, K 3, 4 minibatches of 256
 
 One iteration is N*T env steps, T acting passes over N observations and K * minibatches updates. Each
 part is timed here in rounds that alternate (the machine's speed drifts) and the medians are added up, for
@@ -8,7 +8,7 @@ three networks: float32, --bf16, and fp32_plain_conv1 (float32 with the first la
 show what the script's space-to-depth form saves). `projected_sps` is what the parts allow together,
 `update_cap_sps` what the update alone allows with free envs and acting. The emulator row is ALE's own frame
 rate (4 frames an env step), which no wrapper can go below. Nothing else should run meanwhile. Appends to
-results/atari_budget.jsonl.
+benchmarks/results/atari_budget.jsonl.
 """
 import argparse
 import os
@@ -19,9 +19,9 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import ppo_atari  # noqa: E402
-from benchmarks.learning import record  # noqa: E402
+from benchmarks.common import record  # noqa: E402
 
 
 class PlainConv1(ppo_atari.Agent):

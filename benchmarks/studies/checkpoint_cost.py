@@ -1,14 +1,15 @@
 """What the default checkpoint interval costs a run: milliseconds per save times saves per run.
 
-    python benchmarks/checkpoint_cost.py                       # all four scripts, their default envs
-    python benchmarks/checkpoint_cost.py --scripts ppo_atari --saves 50
+    python benchmarks/studies/checkpoint_cost.py               # all four scripts, their default envs
+    python benchmarks/studies/checkpoint_cost.py --scripts ppo_atari --saves 50
 
 For each script this trains a short run at its defaults (Table 3 or 5 settings, default env) to get a real
-checkpoint and the run's SPS, then times `save_checkpoint` on that checkpoint `--saves` times (the temporary
-file, the fsync and the rename included). A default run of `total_timesteps` steps at that SPS takes
-`total_timesteps / SPS` seconds and saves once every CHECKPOINT_MINUTES and once at its end; the cost is that
-many saves times the median time of one. An SPS difference between two runs cannot resolve 1% on these
-machines, so the cost is computed, not read off two runs' SPS. Rows go to results/checkpoint_cost.jsonl.
+checkpoint and the run's SPS, then times the scripts' `save_checkpoint` (ppo_run.py's) on that checkpoint
+`--saves` times (the temporary file, the fsync and the rename included). A default run of `total_timesteps`
+steps at that SPS takes `total_timesteps / SPS` seconds and saves once every CHECKPOINT_MINUTES and once at its
+end; the cost is that many saves times the median time of one. An SPS difference between two runs cannot
+resolve 1% on these machines, so the cost is computed, not read off two runs' SPS. Rows go to
+benchmarks/results/checkpoint_cost.jsonl.
 """
 import argparse
 import dataclasses
@@ -21,9 +22,10 @@ import time
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from benchmarks.learning import record  # noqa: E402
+import ppo_run  # noqa: E402
+from benchmarks.common import record  # noqa: E402
 
 ITERATIONS = {"ppo_atari": 5}  # iterations of the short run that makes the checkpoint and measures SPS
 
@@ -47,12 +49,12 @@ def main() -> None:
             times = []
             for _ in range(a.saves):
                 start = time.perf_counter()
-                mod.save_checkpoint(ckpt, path)
+                ppo_run.save_checkpoint(ckpt, path)
                 times.append(time.perf_counter() - start)
             size_mb = os.path.getsize(path) / 2**20
         ms = 1000 * float(np.median(times))
         run_s = defaults.total_timesteps / summary["sps"]
-        saves = math.floor(run_s / (60 * mod.CHECKPOINT_MINUTES)) + 1  # the periodic ones and the last
+        saves = math.floor(run_s / (60 * ppo_run.CHECKPOINT_MINUTES)) + 1  # the periodic ones and the last
         row = {"script": script, "env_id": defaults.env_id, "total_timesteps": defaults.total_timesteps,
                "checkpoint_mb": round(size_mb, 2), "ms_per_save_median": round(ms, 2),
                "ms_per_save_max": round(1000 * max(times), 2), "short_run_sps": round(summary["sps"]),
