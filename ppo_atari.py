@@ -198,10 +198,20 @@ class EpisodicLifeFireReset(gym.Wrapper):
             obs, info = self.env.reset(seed=seed, options=options)  # a new game, with AtariPreprocessing's no-ops
         if self.fire or not self.game_over:  # serve, or after a lost life without FIRE a no-op to move on
             obs, _, terminated, truncated, info = self.env.step(1 if self.fire else 0)
-            if terminated or truncated:
+            if terminated or truncated:  # the serve lost the last life: a new game, and the ended one's score
+                ended = info  # ... goes out with this reset's info (RecordEpisodeStatistics' "episode")
                 obs, info = self.env.reset(options=options)
+                info = info | {key: ended[key] for key in ["episode"] if key in ended}
         self.lives, self.game_over = self.env.unwrapped.ale.lives(), False
         return obs, info
+
+
+def games_ended(info: dict):
+    """(env, score, length) of each whole game that ended in a vector step: in the step itself (final_info),
+    or in the serve that followed a lost life, inside the step's autoreset (the reset's info)."""
+    for source in [info.get("final_info", {}), info]:
+        for i in np.flatnonzero(source.get("_episode", [])):
+            yield i, source["episode"]["r"][i], source["episode"]["l"][i]
 
 
 def make_env(env_id: str, video_dir: str | None = None, first_episode: int = 0, eval_episodes: int = 0) -> gym.Env:
@@ -431,12 +441,10 @@ def main(args: Args) -> dict:
             for i in np.flatnonzero(truncated & ~terminated):
                 trunc_steps.append((t, i))
                 trunc_obs.append(info["final_obs"][i])
-            if "final_info" in info and "episode" in info["final_info"]:
-                game = info["final_info"]["episode"]  # set only where a whole game ended
-                for i in np.flatnonzero(info["final_info"]["_episode"]):
-                    writer.add_scalar("charts/episodic_return", game["r"][i], global_step)
-                    writer.add_scalar("charts/episodic_length", game["l"][i], global_step)
-                    recent_returns.append(float(game["r"][i]))
+            for i, score, length in games_ended(info):
+                writer.add_scalar("charts/episodic_return", score, global_step)
+                writer.add_scalar("charts/episodic_length", length, global_step)
+                recent_returns.append(float(score))
 
         with torch.inference_mode():
             last_value = agent(to_device(next_obs, device))[1]
@@ -531,9 +539,9 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, writer=None, g
         with torch.inference_mode():
             action = agent.act(to_device(obs, device), generator=generator)[0]
         obs, _, _, _, info = env.step(action.cpu().numpy())
-        if "final_info" in info and "episode" in info["final_info"]:
-            returns.append(float(info["final_info"]["episode"]["r"][0]))
-        elif game("episode_lengths") >= EVAL_STEP_CAP:
+        scores = [float(score) for _, score, _ in games_ended(info)]
+        returns += scores
+        if not scores and game("episode_lengths") >= EVAL_STEP_CAP:
             print(f"evaluation: episode {len(returns) + 1} ended by the cap of {EVAL_STEP_CAP} steps", flush=True)
             returns.append(float(game("episode_returns")))
             obs, _ = env.reset(seed=seed + len(returns))  # a seed starts a new game, not the next life

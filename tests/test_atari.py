@@ -122,6 +122,43 @@ def test_a_lost_life_ends_the_training_episode_but_not_the_game():
     assert rec.resets == 2  # the emulator reset at the start and after the game, never after a life
 
 
+class ServeLoses(gym.Env):
+    """A two-life game in Breakout's shape (FIRE is action 1), without the emulator: reward 1 a step, the first life
+    is lost at step 3, and the serve after it loses the second."""
+
+    observation_space, action_space = gym.spaces.Box(0, 255, (1,), np.uint8), gym.spaces.Discrete(4)
+
+    def __init__(self):
+        self.ale = self
+
+    def lives(self):
+        return self.left
+
+    def get_action_meanings(self):
+        return ["NOOP", "FIRE", "RIGHT", "LEFT"]
+
+    def reset(self, *, seed=None, options=None):
+        self.left, self.t = 2, 0
+        return np.zeros(1, np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        self.left -= self.t == 3 or (self.t > 3 and action == 1)
+        return np.zeros(1, np.uint8), 1.0, self.left == 0, False, {}
+
+
+def test_a_game_that_ends_in_the_serve_after_a_lost_life_keeps_its_score():
+    envs = gym.vector.SyncVectorEnv([lambda: mod.EpisodicLifeFireReset(gym.wrappers.RecordEpisodeStatistics(ServeLoses()))],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs.reset(seed=0)  # the reset serves: step 1
+    for _ in range(2):
+        _, _, terminated, _, info = envs.step(np.array([0]))
+    assert terminated[0] and "episode" not in info["final_info"]  # step 3 lost a life; the serve, step 4, the game
+    assert [(i, float(r), int(n)) for i, r, n in mod.games_ended(info)] == [(0, 4.0, 4)]
+    _, _, terminated, _, info = envs.step(np.array([0]))
+    assert not terminated[0] and list(mod.games_ended(info)) == []  # a new game is under way
+
+
 def test_reset_takes_1_to_30_noops_then_fires(recorded):
     env, rec = recorded
     counts = []

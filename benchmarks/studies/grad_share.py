@@ -16,6 +16,7 @@ script needs no flag for it.
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ def main() -> None:
         agent_noting_its_critic, measuring_clip, stepping)
     args = ppo_clip.Args(env_id=a.env_id, seed=a.seed, total_timesteps=a.total_timesteps,
                          run_dir=os.path.join("benchmarks", "out", "grad_share",
-                                              f"{file_safe(a.env_id)}_{a.seed}_{int(a.clip_each_network)}"))
+                                              f"{file_safe(a.env_id)}_{a.seed}_{int(a.clip_each_network)}_{int(time.time())}"))
     summary = ppo_clip.main(args)
 
     policy, value, n = (np.array(x, dtype=float) for x in zip(*rows))
