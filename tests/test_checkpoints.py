@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import ppo_run
 import tests.envs  # noqa: F401  registers the tiny envs in this process
 from tests.conftest import ROOT, SCRIPTS, load, run_script
 from tests.test_runs import scalars, tiny_args
@@ -110,10 +111,11 @@ def assert_state_equal(a, b):
 def test_killed_run_resumes_where_its_checkpoint_left_it(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "run"
-    proc = start_run(name, run_dir, tmp_path)
+    proc = start_run(name, run_dir, tmp_path, "--save-model")
     wait_for_checkpoint(run_dir / "checkpoint.pt", proc, 2)
     proc.kill()  # SIGKILL: no handler runs
     proc.wait()
+    assert not os.path.exists(run_dir / f"{name}.pt.tmp")  # the final model's write test left nothing behind
     ckpt = torch.load(run_dir / "checkpoint.pt")
     assert ckpt["iteration"] >= 2 and ckpt["global_step"] == ckpt["iteration"] * batch(name)
 
@@ -203,6 +205,35 @@ def test_a_stop_signal_leaves_a_checkpoint_that_resumes(name, sig, tmp_path, mon
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_a_stop_signal_during_the_update_lets_the_iteration_finish_and_no_update_is_lost(name, tmp_path,
+                                                                                        monkeypatch):
+    """SIGTERM in the middle of the second iteration's K epochs: the update runs to its end, the checkpoint
+    records two whole iterations, and the resumed run makes every update of every iteration, so that Adam's
+    step count is iterations x epochs x minibatches."""
+    monkeypatch.chdir(tmp_path)
+    mod, steps = load(name), []
+    per_iteration = SCRIPTS[name]["tiny"]["update_epochs"] * SCRIPTS[name]["tiny"]["num_minibatches"]
+    real_step = torch.optim.Adam.step
+
+    def step(self, *a, **k):
+        steps.append(1)
+        if len(steps) == per_iteration + 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    with pytest.raises(SystemExit) as e:
+        mod.main(tiny_args(name, run_dir="run", total_timesteps=4 * batch(name), checkpoint_every=0))
+    assert e.value.code == 128 + signal.SIGTERM
+    assert torch.load("run/checkpoint.pt")["iteration"] == 2 and len(steps) == 2 * per_iteration
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the run gave the signals back as it stopped
+    mod.main(resumed(name, "run", checkpoint_every=1))
+    final = torch.load("run/checkpoint.pt")
+    assert final["iteration"] == 4 and len(steps) == 4 * per_iteration
+    assert {float(s["step"]) for s in final["optimizer"]["state"].values()} == {4.0 * per_iteration}
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_divergence_stops_the_run_and_the_last_checkpoint_loads(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mod, calls = load(name), []
@@ -242,11 +273,12 @@ def test_non_finite_parameters_stop_the_run_before_any_checkpoint(name, tmp_path
 def test_default_interval_saves_by_wall_time_and_at_the_end(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mod, saved = load(name), []
-    real = mod.save_checkpoint
-    monkeypatch.setattr(mod, "save_checkpoint", lambda ckpt, path: (saved.append(ckpt["iteration"]), real(ckpt, path)))
+    real = ppo_run.save_checkpoint
+    monkeypatch.setattr(ppo_run, "save_checkpoint", lambda ckpt, path: (saved.append(ckpt["iteration"]),
+                                                                        real(ckpt, path)))
     for minutes, expected in [(0, [1, 2, 3]), (60, [3])]:  # every boundary once a 0-minute interval has passed
         saved.clear()
-        monkeypatch.setattr(mod, "CHECKPOINT_MINUTES", minutes)
+        monkeypatch.setattr(ppo_run, "CHECKPOINT_MINUTES", minutes)
         mod.main(tiny_args(name, run_dir=f"run{minutes}", total_timesteps=3 * batch(name)))
         assert saved == expected
 
@@ -351,7 +383,11 @@ def bad_commands(name, tmp_path):
              (["--resume", str(tmp_path / "foreign.pt")], "is not a checkpoint of this"),
              (["--resume", str(tmp_path / "other_script.pt")], "is not a checkpoint of this"),
              (["--resume", str(tmp_path / "own.pt"), "--learning-rate", "0.1"], "--learning-rate cannot change"),
-             (["--run-dir", str(tmp_path / "taken")], "holds a run already")]
+             (["--run-dir", str(tmp_path / "taken")], "holds a run already"),
+             (["--run-dir", str(tmp_path / "logged")], "holds a run already"),  # TensorBoard's events alone
+             (["--resume", str(tmp_path / "other_version.pt")], f"comes from another version of {name}.py: its "
+                                                                "flags not in this one: --no-such-flag 3"),
+             (["--eval-checkpoint", str(tmp_path / "other_version.pt")], "another version")]
     cases.append((["--run-dir", str(tmp_path / "long"), "--exp-name", "x" * 300, "--save-model"], "File name too long"))
     if name != "ppo_atari":
         cases += [(["--env-id", "ALE/Pong-v5"], "ppo_atari.py"), (["--env-id", "Breakout-v4"], "ppo_atari.py")]
@@ -390,6 +426,11 @@ def test_bad_commands_are_refused_in_one_line(name, tmp_path, checkpoint_of):
     shutil.copy(checkpoint_of(name), tmp_path / "own.pt")
     os.makedirs(tmp_path / "taken")
     shutil.copy(checkpoint_of(name), tmp_path / "taken" / "checkpoint.pt")
+    os.makedirs(tmp_path / "logged")
+    open(tmp_path / "logged" / "events.out.tfevents.1.host", "wb").close()
+    other_version = torch.load(checkpoint_of(name))
+    other_version["args"]["no_such_flag"] = 3
+    torch.save(other_version, tmp_path / "other_version.pt")
     cases = bad_commands(name, tmp_path)
     procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, f"{name}.py"), *flags], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for flags, _ in cases]
@@ -400,3 +441,54 @@ def test_bad_commands_are_refused_in_one_line(name, tmp_path, checkpoint_of):
         assert len(errors) == 1 and message in errors[0], (flags, err[-500:])
         assert "Traceback" not in err + out, flags
     assert not glob.glob(f"{tmp_path}/runs/*") and os.listdir(tmp_path / "taken") == ["checkpoint.pt"]
+    assert os.listdir(tmp_path / "logged") == ["events.out.tfevents.1.host"]
+
+
+def test_a_checkpoint_of_the_version_with_clip_each_network_still_resumes_and_replays(tmp_path, checkpoint_of):
+    """ppo_clip.py dropped --clip-each-network: an older checkpoint that saved it off (the behaviour that stayed)
+    loads as if it never had it; one that saved it on learned otherwise, and is refused by name."""
+    for value in [False, True]:
+        ckpt = torch.load(checkpoint_of("ppo_clip"))
+        ckpt["args"] = {**ckpt["args"], "clip_each_network": value, "total_timesteps": 2 * batch("ppo_clip")}
+        os.makedirs(tmp_path / str(value))
+        torch.save(ckpt, tmp_path / str(value) / "checkpoint.pt")
+        for flags in [["--resume", str(tmp_path / str(value))], ["--eval-checkpoint", str(tmp_path / str(value)),
+                                                                 "--eval-episodes", "1"]]:
+            result = run_script("ppo_clip", *flags, cwd=tmp_path)
+            if value:
+                assert result.returncode != 0 and result.stderr.strip().endswith(
+                    "its flags not in this one: --clip-each-network True"), result.stderr[-500:]
+            else:
+                assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-500:]
+    assert torch.load(tmp_path / "False" / "checkpoint.pt")["iteration"] == 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_script_copied_alone_trains_saves_and_evaluates_and_refuses_what_needs_ppo_run(name, tmp_path,
+                                                                                        checkpoint_of):
+    alone = tmp_path / "alone"
+    os.makedirs(alone)
+    shutil.copy(os.path.join(ROOT, f"{name}.py"), alone)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    video = ["--capture-video"] if name == "ppo_clip" else []
+
+    def run(*flags):
+        return subprocess.run([sys.executable, str(alone / f"{name}.py"), *flags], cwd=alone, env=env,
+                              capture_output=True, text=True, timeout=300)
+    result = run("--run-dir", "run", "--save-model", *video, *tiny_flags(name, eval_episodes=1))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert any(line.startswith("eval: ") for line in result.stdout.splitlines())
+    assert glob.glob(str(alone / "run" / "events.out.tfevents.*")) and not os.path.exists(alone / "run" / "checkpoint.pt")
+    if video:
+        assert "train-episode-0.mp4" in os.listdir(alone / "run" / "videos")
+    saved, made = torch.load(alone / "run" / f"{name}.pt"), torch.load(checkpoint_of(name))
+    assert saved.keys() == made.keys() and saved["args"].keys() == made["args"].keys()  # the same format
+    agent = load(name).agent_from(saved)
+    agent = agent[0] if isinstance(agent, tuple) else agent
+    assert all(torch.equal(v, saved["model"][k]) for k, v in agent.state_dict().items())
+    for flags in [["--resume", "run"], ["--eval-checkpoint", "run/" + f"{name}.pt"], ["--track"],
+                  ["--checkpoint-every", "1"]]:
+        result = run(*flags, *tiny_flags(name))
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode != 0 and "Traceback" not in result.stderr, (flags, result.stderr[-500:])
+        assert len(errors) == 1 and f"needs ppo_run.py beside {name}.py" in errors[0], flags

@@ -182,10 +182,9 @@ def test_benchmark_file_names_hold_no_folder_separator():
 
 
 
-@pytest.mark.parametrize("each", [False, True])
-def test_gradient_clip_scales_the_joint_norm_or_each_networks_own(each, tmp_path, monkeypatch):
+def test_gradient_clip_scales_the_joint_norm(tmp_path, monkeypatch):
     """The gradients Adam steps with, against the unclipped ones scaled by hand: by max / (joint norm) over
-    both networks (the default), or by max / (own norm) per network (--clip-each-network)."""
+    both networks."""
     monkeypatch.chdir(tmp_path)
     mod, max_norm, raw, updates = load("ppo_clip"), 0.5, {}, []
     clip, step = torch.nn.utils.clip_grad_norm_, torch.optim.Adam.step
@@ -202,8 +201,7 @@ def test_gradient_clip_scales_the_joint_norm_or_each_networks_own(each, tmp_path
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy_clip)
     monkeypatch.setattr(torch.optim.Adam, "step", spy_step)
     # Pendulum's returns are in the hundreds, so the value gradient's norm is far above max.
-    agent = mod.main(tiny_args("ppo_clip", env_id="Pendulum-v1", max_grad_norm=max_norm,
-                               clip_each_network=each))["agent"]
+    agent = mod.main(tiny_args("ppo_clip", env_id="Pendulum-v1", max_grad_norm=max_norm))["agent"]
     critic = {id(p) for p in agent.critic.parameters()}
     networks = [[id(p) for p in agent.parameters() if id(p) not in critic], list(critic)]
     norm = lambda grads, ids: torch.cat([grads[i].flatten() for i in ids]).norm()  # noqa: E731
@@ -211,8 +209,26 @@ def test_gradient_clip_scales_the_joint_norm_or_each_networks_own(each, tmp_path
     for before, after in updates:
         joint = norm(before, networks[0] + networks[1])
         for ids in networks:
-            scale = min(1.0, max_norm / (norm(before, ids) if each else joint))
+            scale = min(1.0, max_norm / joint)
             for i in ids:
                 torch.testing.assert_close(after[i], before[i] * scale, rtol=1e-5, atol=1e-9)
-    # The case that tells the two apart happened: a joint norm over max with a policy norm under it.
+    # The case that tells a joint clip from one per network happened: a joint norm over max, a policy norm under it.
     assert any(norm(b, networks[0]) < max_norm < norm(b, networks[0] + networks[1]) for b, _ in updates)
+
+
+def test_grad_share_clips_each_network_by_its_own_norm():
+    """benchmarks/studies/grad_share.py's --clip-each-network: each network's gradient scaled by max / (own norm)."""
+    from benchmarks.studies.grad_share import clip_each_network
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.zeros(n)) for n in (3, 4, 5)]
+    for p, scale in zip(params, (0.1, 5.0, 7.0)):
+        p.grad = torch.randn(p.shape) * scale
+    before = [p.grad.clone() for p in params]
+    critic = {id(params[1]), id(params[2])}
+    returned = clip_each_network(params, 1.0, critic, torch.nn.utils.clip_grad_norm_)
+    assert returned.item() == pytest.approx(torch.cat([g for g in before]).norm().item(), rel=1e-6)
+    policy_norm, critic_norm = before[0].norm(), torch.cat(before[1:]).norm()
+    torch.testing.assert_close(params[0].grad, before[0] * min(1.0, 1 / policy_norm.item()))
+    for p, g in zip(params[1:], before[1:]):
+        torch.testing.assert_close(p.grad, g / critic_norm, rtol=1e-5, atol=1e-7)
+    assert policy_norm < 1 < critic_norm  # one network clipped, the other left alone

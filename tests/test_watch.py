@@ -183,9 +183,8 @@ def test_a_resumed_run_keeps_its_videos_and_its_wandb_run(tmp_path):
     assert len(glob.glob(f"{run_dir}/wandb/offline-run-*")) == 2 and ids == {ckpt["wandb_id"]}
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_video_numbers_go_on_past_the_checkpoint_and_past_every_video(name, tmp_path):
-    first = load(name).first_video_episode
+def test_video_numbers_go_on_past_the_checkpoint_and_past_every_video(tmp_path):
+    from ppo_run import first_video_episode as first
     assert first(None, None) == 0 and first(str(tmp_path / "none"), None) == 0
     for video in ["train-episode-0.mp4", "train-episode-1.mp4", "train-episode-8.mp4", "eval-episode-30.mp4"]:
         open(tmp_path / video, "wb").close()
