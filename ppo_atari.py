@@ -12,9 +12,8 @@ Nature CNN shared by the policy and value heads. Any ALE game; other envs belong
     python ppo_atari.py --eval-checkpoint runs/<run> --capture-video   # watch a trained agent
     tensorboard --logdir runs
 
-Run management (checkpoints, resume, stop signals, the divergence guard, replay, W&B) lives in ppo_run.py,
-shared by the four scripts. Copied without it, this file still trains, logs, records video, saves and
-evaluates; --resume, --eval-checkpoint, --track and --checkpoint-every then ask for it.
+Run management (checkpoints, resume, stop signals, the divergence guard, replay, W&B) is ppo_run.py's, shared
+by the four scripts; copied without it, this file still trains, logs, records video, saves and evaluates.
 
 What differs from ppo_clip.py: the Atari wrappers, the CNN, uint8 observation storage, acting in torch,
 and pi_old's log-probs and values kept from the acting forward pass instead of recomputed.
@@ -31,6 +30,7 @@ import importlib.util
 import math
 import os
 import random
+import signal
 import sys
 import time
 import warnings
@@ -88,11 +88,9 @@ class Args:
     checkpoint_every: int | None = None
     """save <run folder>/checkpoint.pt every N iterations; 0 never; by default every 5 minutes (ppo_run.py)"""
     resume: str | None = None
-    """continue a stopped run from its checkpoint file or run folder, with its own settings; the envs begin new
-    games there, so only the rollout in progress is lost (ppo_run.py)"""
+    """continue a stopped run from its checkpoint (file or run folder), with its own settings (ppo_run.py)"""
     eval_checkpoint: str | None = None
-    """no training: play --eval-episodes games with a saved model (file or run folder), print its score
-    (ppo_run.py)"""
+    """no training: play --eval-episodes games with a saved model (file or run folder) (ppo_run.py)"""
     eval_episodes: int = 10
     """whole games played by the trained policy after training (0 skips; not in the paper)"""
     total_timesteps: int = 10_000_000
@@ -165,9 +163,8 @@ def check_args(args: Args) -> None:
         if wanted and importlib.util.find_spec(module) is None:
             sys.exit(f"error: --{flag} needs {module}: pip install {module}")
     for name in ["resume", "eval_checkpoint", "track", "checkpoint_every"]:
-        if getattr(args, name) is not None and getattr(args, name) is not False and not ppo_run:
-            sys.exit(f"error: --{name.replace('_', '-')} needs ppo_run.py beside ppo_atari.py: copy it from this "
-                     "project too")
+        if getattr(args, name) not in (None, False) and not ppo_run:
+            sys.exit(f"error: --{name.replace('_', '-')} needs ppo_run.py beside {__file__}: copy it from this project")
 
 
 # ---- Environments -----------------------------------------------------------------------------
@@ -385,8 +382,6 @@ def annealed(args: Args, alpha: float) -> tuple[float, float]:
 def main(args: Args) -> dict:
     """Train, as Algorithm 1; return a summary (SPS, episode returns, evaluation) for benchmarks/."""
     run = ppo_run.Run(args, "ppo_atari", check_args, RESUME_FLAGS) if ppo_run else RunAlone(args)
-    if run.complete:  # --resume of a run that has finished
-        return run.complete
     args = run.args  # with --resume, the stopped run's
     batch_size = args.num_envs * args.num_steps
     minibatch_size = batch_size // args.num_minibatches
@@ -492,16 +487,9 @@ def main(args: Args) -> dict:
                     stats += torch.stack([pg_loss, v_loss, entropy_mean, approx_kl, clipfrac])
         # theta_old <- theta happens implicitly: the next rollout samples from the updated network.
         # ---- Logging: means over the iteration's K * num_minibatches updates ----
-        means = (stats / (args.update_epochs * args.num_minibatches)).tolist()
-        var_returns = b_returns.var().item()
-        explained_var = float("nan") if var_returns == 0 else 1 - (b_returns - b_values).var().item() / var_returns
         sps = int((global_step - start_step) / (time.time() - start_time))
-        for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"], means):
-            writer.add_scalar(f"losses/{tag}", value, global_step)
-        writer.add_scalar("losses/explained_variance", explained_var, global_step)
-        writer.add_scalar("charts/learning_rate", lr, global_step)
-        writer.add_scalar("charts/clip_coef", clip_coef, global_step)
-        writer.add_scalar("charts/SPS", sps, global_step)
+        log_iteration(writer, global_step, stats / (args.update_epochs * args.num_minibatches), b_returns, b_values,
+                      {"learning_rate": lr, "clip_coef": clip_coef, "SPS": sps})
         if iteration % max(1, num_iterations // 20) == 0 or iteration == num_iterations:
             recent = f"{np.mean(recent_returns[-100:]):.1f}" if recent_returns else "n/a"
             print(f"step {global_step:>8}  SPS {sps:>5}  mean game score (last 100 games) {recent}", flush=True)
@@ -514,6 +502,20 @@ def main(args: Args) -> dict:
     run.finish(state)  # with --save-model, the final model in the checkpoint format
     return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
             "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": args.run_dir, "agent": agent}
+
+
+# ---- Logging -----------------------------------------------------------------------------------
+def log_iteration(writer, step: int, means: torch.Tensor, returns: torch.Tensor, values: torch.Tensor,
+                  charts: dict) -> None:
+    """An iteration's TensorBoard scalars, under CleanRL's tags: the losses' means over its updates, the
+    explained variance 1 - Var[V_targ - V] / Var[V_targ] of pi_old's values, and `charts` (schedules, speed)."""
+    for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"], means.tolist()):
+        writer.add_scalar(f"losses/{tag}", value, step)
+    var_returns = returns.var().item()
+    explained_var = float("nan") if var_returns == 0 else 1 - (returns - values).var().item() / var_returns
+    writer.add_scalar("losses/explained_variance", explained_var, step)
+    for tag, value in charts.items():
+        writer.add_scalar(f"charts/{tag}", value, step)
 
 
 # ---- Evaluation ---------------------------------------------------------------------------------
@@ -583,10 +585,9 @@ def restore(ckpt: dict, agent: Agent, optimizer) -> tuple[int, int, list, int]:
     place; returns the iteration, global step, recent returns and the envs' seed."""
     agent.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    cuda = ppo_run.restore_rng(ckpt)
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
-    return ppo_run.position(ckpt, "games")
+    if ckpt["rng"][3] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng"][3][:torch.cuda.device_count()])
+    return ppo_run.resume_point(ckpt, "games")
 
 
 def agent_from(ckpt: dict) -> Agent:
@@ -596,26 +597,17 @@ def agent_from(ckpt: dict) -> Agent:
     return agent
 
 
-def evaluate_saved(args: Args, ckpt: dict, writer, video_dir: str | None) -> list:
-    """--eval-checkpoint: the saved agent on --env-id, which must have the actions of the game it learned on."""
-    agent = agent_from(ckpt).to(pick_device(args.cuda))
-    if args.env_id != ckpt["env_id"]:
-        if make_envs(args.env_id, 1).single_action_space.n != ckpt["action_space"]:
-            sys.exit(f"error: {args.env_id}'s actions differ from those of {ckpt['env_id']}, where the model learned")
-        print(f"{args.env_id} has the actions of {ckpt['env_id']}, where the model learned: evaluating on it")
-    return evaluate(agent, args.env_id, args.eval_episodes, args.seed + 10_000, writer, ckpt["global_step"], video_dir)
-
-
 class RunAlone:
-    """Run management when ppo_run.py is not beside this file: a run folder with TensorBoard's log, videos and,
-    with --save-model, the final model. No checkpoints, resume, stop signals, divergence guard or W&B."""
+    """Run management without ppo_run.py: a run folder with TensorBoard's log, videos and, with --save-model, the
+    final model. No checkpoints, resume, stop signals, divergence guard or W&B."""
+    ckpt = None  # nothing to resume
+    first_video_episode = 0
 
     def __init__(self, args: Args):
         check_args(args)
-        env_name = args.env_id.replace("/", "-")
-        run_dir = args.run_dir or f"runs/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        self.args, self.ckpt, self.complete = dataclasses.replace(args, run_dir=run_dir), None, None
-        self.video_dir, self.first_video_episode = os.path.join(run_dir, "videos") if args.capture_video else None, 0
+        name = f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.args = dataclasses.replace(args, run_dir=args.run_dir or name)
+        self.video_dir = os.path.join(self.args.run_dir, "videos") if args.capture_video else None
 
     def start(self, envs) -> SummaryWriter:
         self.writer = SummaryWriter(self.args.run_dir)
@@ -633,6 +625,7 @@ class RunAlone:
 if __name__ == "__main__":
     args = ppo_run.parse(Args, "ppo_atari") if ppo_run else tyro.cli(Args)
     if args.eval_checkpoint and ppo_run:
-        ppo_run.replay(args, "ppo_atari", check_args, evaluate_saved)
+        ppo_run.replay(args, "ppo_atari", check_args, lambda ckpt: agent_from(ckpt).to(pick_device(args.cuda)),
+                       evaluate, make_envs)
     else:
         main(args)  # check_args refuses --eval-checkpoint without ppo_run.py

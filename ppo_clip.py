@@ -11,9 +11,8 @@ space. Defaults are the paper's MuJoCo settings (Table 3).
     python ppo_clip.py --eval-checkpoint runs/<run> --capture-video   # watch a trained agent
     tensorboard --logdir runs
 
-Run management (checkpoints, resume, stop signals, the divergence guard, replay, W&B) lives in ppo_run.py,
-shared by the four scripts. Copied without it, this file still trains, logs, records video, saves and
-evaluates; --resume, --eval-checkpoint, --track and --checkpoint-every then ask for it.
+Run management (checkpoints, resume, stop signals, the divergence guard, replay, W&B) is ppo_run.py's, shared
+by the four scripts; copied without it, this file still trains, logs, records video, saves and evaluates.
 
 Conventions, written once:
 - Step t of env i yields `terminated[t, i]` (a true end: the value after it is 0) and `truncated[t, i]`
@@ -71,11 +70,9 @@ class Args:
     checkpoint_every: int | None = None
     """save <run folder>/checkpoint.pt every N iterations; 0 never; by default every 5 minutes (ppo_run.py)"""
     resume: str | None = None
-    """continue a stopped run from its checkpoint file or run folder, with its own settings; the envs begin new
-    episodes there, so only the rollout in progress is lost (ppo_run.py)"""
+    """continue a stopped run from its checkpoint (file or run folder), with its own settings (ppo_run.py)"""
     eval_checkpoint: str | None = None
-    """no training: play --eval-episodes episodes with a saved model (file or run folder), print its score
-    (ppo_run.py)"""
+    """no training: play --eval-episodes episodes with a saved model (file or run folder) (ppo_run.py)"""
     eval_episodes: int = 10
     """episodes with the deterministic policy after training (0 skips; not in the paper)"""
     total_timesteps: int = 1_000_000
@@ -147,14 +144,13 @@ def check_args(args: Args) -> None:
         if wanted and importlib.util.find_spec(module) is None:
             sys.exit(f"error: --{flag} needs {module}: pip install {module}")
     for name in ["resume", "eval_checkpoint", "track", "checkpoint_every"]:
-        if getattr(args, name) is not None and getattr(args, name) is not False and not ppo_run:
-            sys.exit(f"error: --{name.replace('_', '-')} needs ppo_run.py beside ppo_clip.py: copy it from this "
-                     "project too")
+        if getattr(args, name) not in (None, False) and not ppo_run:
+            sys.exit(f"error: --{name.replace('_', '-')} needs ppo_run.py beside {__file__}: copy it from this project")
 
 
 # ---- Environments -----------------------------------------------------------------------------
-def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, first_episode: int = 0,
-              eval_episodes: int = 0) -> gym.vector.VectorEnv:
+def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, eval_episodes: int = 0
+              ) -> gym.vector.VectorEnv:
     """N actors in one process. SAME_STEP autoreset returns the final observation of an ended episode
     in info["final_obs"] and the next episode's first observation at once, so no fake transition
     across the reset enters the batch. With video_dir, env 0's episodes are recorded there: in training
@@ -163,23 +159,20 @@ def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, first_ep
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo reads it once, when it is first imported
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws classic control without a window
 
-    def thunk(i):
-        def make():
-            video = video_dir and i == 0
-            env = gym.make(env_id, render_mode="rgb_array" if video else None, disable_env_checker=True)
-            if video:  # a frame now: a renderer that fails is one line below, not a traceback mid-run
-                env.reset(seed=0)
-                env.render()
-                with warnings.catch_warnings(action="ignore"):  # "overwriting": a resumed run numbers videos on
-                    env = gym.wrappers.RecordVideo(env, video_dir, (lambda e: e < eval_episodes) if eval_episodes
-                                                   else None, name_prefix="eval" if eval_episodes else "train")
-                env.episode_id = first_episode - 1
-            if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
-                env = gym.wrappers.FlattenObservation(env)  # e.g. a Discrete observation becomes one-hot
-            return env
-        return make
+    def make(i: int) -> gym.Env:
+        video = video_dir and i == 0
+        env = gym.make(env_id, render_mode="rgb_array" if video else None, disable_env_checker=True)
+        if video:  # a frame now: a renderer that fails is one line below, not a traceback mid-run
+            env.reset(seed=0)
+            env.render()
+            with warnings.catch_warnings(action="ignore"):  # "overwriting": a resumed run numbers videos on
+                env = gym.wrappers.RecordVideo(env, video_dir, (lambda e: e < eval_episodes) if eval_episodes
+                                               else None, name_prefix="eval" if eval_episodes else "train")
+        if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
+            env = gym.wrappers.FlattenObservation(env)  # e.g. a Discrete observation becomes one-hot
+        return env
     try:
-        envs = gym.vector.SyncVectorEnv([thunk(i) for i in range(num_envs)],
+        envs = gym.vector.SyncVectorEnv([lambda i=i: make(i) for i in range(num_envs)],
                                         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     except gym.error.DependencyNotInstalled as e:
         sys.exit(f"error: {env_id} needs a missing dependency: {str(e).splitlines()[0]}")
@@ -334,8 +327,6 @@ def ppo_loss(pg_loss, v_loss, entropy, vf_coef, ent_coef):
 def main(args: Args) -> dict:
     """Train, as Algorithm 1; return a summary (SPS, episode returns, evaluation) for benchmarks/."""
     run = ppo_run.Run(args, "ppo_clip", check_args, removed=REMOVED_FLAGS) if ppo_run else RunAlone(args)
-    if run.complete:  # --resume of a run that has finished
-        return run.complete
     args = run.args  # with --resume, the stopped run's
     batch_size = args.num_envs * args.num_steps
     minibatch_size = batch_size // args.num_minibatches
@@ -348,7 +339,7 @@ def main(args: Args) -> dict:
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(args.threads)
 
-    envs = make_envs(args.env_id, args.num_envs, run.video_dir, run.first_video_episode)
+    envs = make_envs(args.env_id, args.num_envs, run.video_dir)
     writer = run.start(envs)
     obs_dim = envs.single_observation_space.shape[0]
     agent = Agent(obs_dim, envs.single_action_space, args.init_log_std)
@@ -459,16 +450,9 @@ def main(args: Args) -> dict:
         # theta_old <- theta happens implicitly: the next rollout samples from the updated networks.
 
         # ---- Logging: means over the iteration's K * num_minibatches updates ----
-        means = (stats / (args.update_epochs * args.num_minibatches)).tolist()
-        var_returns = b_returns.var().item()
-        explained_var = float("nan") if var_returns == 0 else 1 - (b_returns - b_values).var().item() / var_returns
         sps = int((global_step - start_step) / (time.time() - start_time))
-        for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"], means):
-            writer.add_scalar(f"losses/{tag}", value, global_step)
-        writer.add_scalar("losses/explained_variance", explained_var, global_step)
-        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-        writer.add_scalar("charts/clip_coef", clip_coef, global_step)
-        writer.add_scalar("charts/SPS", sps, global_step)
+        log_iteration(writer, global_step, stats / (args.update_epochs * args.num_minibatches), b_returns, b_values,
+                      {"learning_rate": optimizer.param_groups[0]["lr"], "clip_coef": clip_coef, "SPS": sps})
         if iteration % max(1, num_iterations // 20) == 0 or iteration == num_iterations:
             recent = f"{np.mean(recent_returns[-100:]):.1f}" if recent_returns else "n/a"
             print(f"step {global_step:>8}  SPS {sps:>5}  mean return (last 100 episodes) {recent}", flush=True)
@@ -482,6 +466,20 @@ def main(args: Args) -> dict:
     return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
             "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": args.run_dir,
             "agent": agent, "obs_rms": obs_rms}
+
+
+# ---- Logging -----------------------------------------------------------------------------------
+def log_iteration(writer, step: int, means: torch.Tensor, returns: torch.Tensor, values: torch.Tensor,
+                  charts: dict) -> None:
+    """An iteration's TensorBoard scalars, under CleanRL's tags: the losses' means over its updates, the
+    explained variance 1 - Var[V_targ - V] / Var[V_targ] of pi_old's values, and `charts` (schedules, speed)."""
+    for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac"], means.tolist()):
+        writer.add_scalar(f"losses/{tag}", value, step)
+    var_returns = returns.var().item()
+    explained_var = float("nan") if var_returns == 0 else 1 - (returns - values).var().item() / var_returns
+    writer.add_scalar("losses/explained_variance", explained_var, step)
+    for tag, value in charts.items():
+        writer.add_scalar(f"charts/{tag}", value, step)
 
 
 # ---- Evaluation ---------------------------------------------------------------------------------
@@ -550,8 +548,8 @@ def restore(ckpt: dict, agent: Agent, optimizer, obs_rms: RunningMeanStd, rng) -
     agent.load_state_dict(ckpt["model"])  # in place, so act()'s numpy views stay valid
     optimizer.load_state_dict(ckpt["optimizer"])
     load_statistics(obs_rms, ckpt["obs_rms"])
-    rng.bit_generator.state = ppo_run.restore_rng(ckpt)
-    return ppo_run.position(ckpt)
+    rng.bit_generator.state = ckpt["rng"][3]
+    return ppo_run.resume_point(ckpt)
 
 
 def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
@@ -563,28 +561,16 @@ def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
     return agent, load_statistics(RunningMeanStd(len(ckpt["obs_rms"][0])), ckpt["obs_rms"])
 
 
-def evaluate_saved(args: Args, ckpt: dict, writer, video_dir: str | None) -> list:
-    """--eval-checkpoint: the saved agent on --env-id, which must have the spaces of the env it learned on."""
-    agent, obs_rms = agent_from(ckpt)
-    if args.env_id != ckpt["env_id"]:
-        envs = make_envs(args.env_id, 1)
-        if envs.single_observation_space.shape != obs_rms.mean.shape or envs.single_action_space != agent.action_space:
-            sys.exit(f"error: {args.env_id}'s spaces differ from those of {ckpt['env_id']}, where the model learned")
-        print(f"{args.env_id} has the spaces of {ckpt['env_id']}, where the model learned: evaluating on it")
-    return evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, writer, ckpt["global_step"],
-                    video_dir)
-
-
 class RunAlone:
-    """Run management when ppo_run.py is not beside this file: a run folder with TensorBoard's log, videos and,
-    with --save-model, the final model. No checkpoints, resume, stop signals, divergence guard or W&B."""
+    """Run management without ppo_run.py: a run folder with TensorBoard's log, videos and, with --save-model, the
+    final model. No checkpoints, resume, stop signals, divergence guard or W&B."""
+    ckpt = None  # nothing to resume
 
     def __init__(self, args: Args):
         check_args(args)
-        env_name = args.env_id.replace("/", "-")
-        run_dir = args.run_dir or f"runs/{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        self.args, self.ckpt, self.complete = dataclasses.replace(args, run_dir=run_dir), None, None
-        self.video_dir, self.first_video_episode = os.path.join(run_dir, "videos") if args.capture_video else None, 0
+        name = f"runs/{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.args = dataclasses.replace(args, run_dir=args.run_dir or name)
+        self.video_dir = os.path.join(self.args.run_dir, "videos") if args.capture_video else None
 
     def start(self, envs) -> SummaryWriter:
         self.writer = SummaryWriter(self.args.run_dir)
@@ -602,6 +588,6 @@ class RunAlone:
 if __name__ == "__main__":
     args = ppo_run.parse(Args, "ppo_clip", REMOVED_FLAGS) if ppo_run else tyro.cli(Args)
     if args.eval_checkpoint and ppo_run:
-        ppo_run.replay(args, "ppo_clip", check_args, evaluate_saved, REMOVED_FLAGS)
+        ppo_run.replay(args, "ppo_clip", check_args, agent_from, evaluate, make_envs, REMOVED_FLAGS)
     else:
         main(args)  # check_args refuses --eval-checkpoint without ppo_run.py

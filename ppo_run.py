@@ -1,17 +1,10 @@
-"""Run management shared by ppo_clip.py, ppo_kl_adaptive.py, ppo_continuous.py and ppo_atari.py: all that a
-run needs beside the algorithm, so that each script reads as Algorithm 1.
+"""Run management shared by ppo_clip.py, ppo_kl_adaptive.py, ppo_continuous.py and ppo_atari.py, so that each
+script reads as Algorithm 1: the run folder; atomic checkpoints, read back and checked; --resume with the run's
+own settings and RNG states; SIGTERM and Ctrl-C, which stop the run at the end of the iteration with a
+checkpoint; the divergence guard; --eval-checkpoint; video numbers across a resume; and --track (W&B).
 
-- The run folder, refused when it holds another run.
-- Checkpoints: written atomically every few minutes, at the end and on a stop signal; read back and checked.
-- --resume: the run's own settings (a flag that would change learning is refused) and its RNG states.
-- SIGTERM and Ctrl-C: the run stops at the end of the iteration in progress, with a checkpoint.
-- The divergence guard: a non-finite loss, gradient norm or parameter stops the run before a checkpoint holds it.
-- --eval-checkpoint: the final evaluation again, on a saved agent.
-- Video numbers that go on across a resume, and --track: Weights & Biases, offline when it is unreachable.
-
-It holds no algorithm. What a checkpoint holds is each script's own (its `checkpoint`, `restore` and
-`agent_from`); this module adds the run's W&B id and video counter. A script copied without this file still
-trains, logs, records video, saves with --save-model and evaluates; it refuses the flags that need it.
+It holds no algorithm: what a checkpoint holds is each script's own (its `checkpoint`, `restore` and
+`agent_from`). A script copied without this file still trains, logs, records video, saves and evaluates.
 """
 import dataclasses
 import os
@@ -36,10 +29,6 @@ def first_line(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0]
 
 
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 # ---- Checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(ckpt: dict, path: str) -> None:
     """Write a temporary file, then rename it over the old one: a kill during a save leaves the last one whole."""
@@ -51,9 +40,8 @@ def save_checkpoint(ckpt: dict, path: str) -> None:
 
 
 def load_checkpoint(path: str, Args: type, script: str, removed: dict | None = None) -> dict:
-    """A checkpoint of `script`, from its file or its run folder, or one line and exit. A flag that this version
-    of the script no longer has (`removed`, with the value that behaves as the script does now) is dropped when
-    the checkpoint saved it at that value."""
+    """A checkpoint of `script`, from its file or its run folder, or one line and exit. A flag this version dropped
+    (`removed`: the value of it that behaves as the script does now) is forgotten where saved at that value."""
     path = os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path
     try:
         ckpt = torch.load(path)
@@ -64,11 +52,9 @@ def load_checkpoint(path: str, Args: type, script: str, removed: dict | None = N
     saved = {k: v for k, v in ckpt["args"].items() if not (k in (removed or {}) and v == removed[k])}
     fields = {f.name for f in dataclasses.fields(Args)}
     if set(saved) != fields:
-        there = [f"{flag(k)} {saved[k]!r}" for k in sorted(set(saved) - fields)]
-        here = [flag(k) for k in sorted(fields - set(saved))]
-        sys.exit(f"error: {path} comes from another version of {script}.py: "
-                 + "; ".join([f"its flags not in this one: {', '.join(there)}"] * bool(there)
-                             + [f"this one's flags not in it: {', '.join(here)}"] * bool(here)))
+        differ = [f"--{k.replace('_', '-')} {saved[k]!r} (not in this version)" for k in sorted(set(saved) - fields)]
+        differ += [f"--{k.replace('_', '-')} (not in the checkpoint)" for k in sorted(fields - set(saved))]
+        sys.exit(f"error: {path} comes from another version of {script}.py: {'; '.join(differ)}")
     return ckpt | {"args": saved, "path": path}
 
 
@@ -76,8 +62,6 @@ def parse(Args: type, script: str, removed: dict | None = None):
     """The command line. With --resume or --eval-checkpoint, a flag not typed takes the run's saved value, and
     one typed counts even at its default (so that Run can refuse a change)."""
     args = tyro.cli(Args)
-    if args.resume and args.eval_checkpoint:
-        sys.exit("error: --resume continues training and --eval-checkpoint replays a model: give one of them")
     if args.resume or args.eval_checkpoint:
         saved = Args(**load_checkpoint(args.resume or args.eval_checkpoint, Args, script, removed)["args"])
         args = tyro.cli(Args, default=dataclasses.replace(saved, resume=args.resume,
@@ -85,20 +69,15 @@ def parse(Args: type, script: str, removed: dict | None = None):
     return args
 
 
-def restore_rng(ckpt: dict):
-    """Python's, torch's and numpy's global RNG states as the checkpoint saved them; returns the script's own
-    fourth state (its sampling generator's, or CUDA's)."""
-    python, torch_state, (name, key, *rest), own = ckpt["rng"]
+def resume_point(ckpt: dict, episodes: str = "episodes") -> tuple[int, int, list, int]:
+    """Python's, torch's and numpy's RNG states as the checkpoint saved them (the fourth, the script's own, is
+    the script's to restore), and where the run stands: iteration, global step, recent returns, the envs' seed.
+    No env can save its state, so they begin new episodes, seeded from the run's seed and the iteration: two
+    resumes from one checkpoint are the same run."""
+    python, torch_state, (name, key, *rest), _ = ckpt["rng"]
     random.setstate(python)
     torch.set_rng_state(torch_state)
     np.random.set_state((name, np.array(key, np.uint32), *rest))
-    return own
-
-
-def position(ckpt: dict, episodes: str = "episodes") -> tuple[int, int, list, int]:
-    """Where a resumed run stands: iteration, global step, recent returns, and the envs' seed. No env can save
-    its state, so they begin new episodes, seeded from the run's seed and the iteration: two resumes from one
-    checkpoint are the same run."""
     print(f"resumed from {ckpt['path']} at step {ckpt['global_step']}; the envs begin new {episodes}", flush=True)
     env_seed = int(np.random.SeedSequence([ckpt["args"]["seed"], ckpt["iteration"]]).generate_state(1)[0])
     return ckpt["iteration"], ckpt["global_step"], list(ckpt["recent_returns"]), env_seed
@@ -142,7 +121,8 @@ class Run:
             self.ckpt = load_checkpoint(args.resume, type(args), script, removed)
             for name, value in vars(args).items():
                 if name not in RESUME_FLAGS | resume_flags and value != self.ckpt["args"][name]:
-                    sys.exit(f"error: {flag(name)} cannot change on --resume (the run keeps its settings)")
+                    sys.exit(f"error: --{name.replace('_', '-')} cannot change on --resume (the run keeps its "
+                             "settings)")
             args = dataclasses.replace(args, run_dir=os.path.dirname(os.path.abspath(self.ckpt["path"])))
         check_args(args)
         env_name = args.env_id.replace("/", "-")  # ALE/Pong-v5
@@ -153,10 +133,9 @@ class Run:
             sys.exit(f"error: {run_dir} holds a run already: continue it with --resume {run_dir}, "
                      "or choose another --run-dir")
         self.num_iterations = args.total_timesteps // (args.num_envs * args.num_steps)
-        self.complete = None  # a summary for main() to return, when a resumed run has nothing left to do
         if self.ckpt and self.ckpt["iteration"] == self.num_iterations:
             print(f"{run_dir} is complete at step {self.ckpt['global_step']}: nothing to resume")
-            self.complete = {"global_step": self.ckpt["global_step"], "run_dir": run_dir}
+            sys.exit(0)
         self.video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
         self.first_video_episode = first_video_episode(self.video_dir, self.ckpt)
         self.every, self.path = args.checkpoint_every, os.path.join(run_dir, "checkpoint.pt")
@@ -184,6 +163,8 @@ class Run:
         if not ckpt:
             table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+        if self.video_dir and self.recorder():  # numbered on past the stopped run's (ppo_atari.py's workers: its own)
+            self.recorder().episode_id = self.first_video_episode - 1  # RecordVideo adds one at each reset
         self.videos = os.path.join(args.run_dir, "videos")
         self.logged = set(os.listdir(self.videos)) if os.path.isdir(self.videos) else set()
         for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
@@ -256,15 +237,25 @@ class Run:
             self.tracker.finish()
 
 
-def replay(args, script: str, check_args, evaluate_saved, removed: dict | None = None) -> list:
-    """--eval-checkpoint: the final evaluation of training, on a saved agent, logged to <its run folder>/eval.
-    `evaluate_saved(args, ckpt, writer, video_dir)` is the script's: it rebuilds the agent and evaluates it."""
+def replay(args, script: str, check_args, agent_from, evaluate, make_envs, removed: dict | None = None) -> list:
+    """--eval-checkpoint: the final evaluation of training, on the agent (and its statistics) the script's
+    agent_from rebuilds, logged to <its run folder>/eval; another --env-id must have the spaces it learned on."""
     check_args(args)
     ckpt = load_checkpoint(args.eval_checkpoint, type(args), script, removed)
+    agent = agent_from(ckpt)
     if args.eval_episodes < 1:
         sys.exit(f"error: --eval-episodes must be positive with --eval-checkpoint, got {args.eval_episodes}")
+    if args.env_id != ckpt["env_id"]:
+        envs, saved = make_envs(args.env_id, 1), ckpt["action_space"]  # a Discrete space's n, or a Box's bounds
+        obs_shape = tuple(ckpt["obs_rms"][0].shape) if "obs_rms" in ckpt else envs.single_observation_space.shape
+        space = gym.spaces.Discrete(saved) if isinstance(saved, int) else gym.spaces.Box(*(b.numpy() for b in saved))
+        if envs.single_observation_space.shape != obs_shape or envs.single_action_space != space:
+            sys.exit(f"error: {args.env_id}'s spaces differ from those of {ckpt['env_id']}, where the model learned")
+        print(f"{args.env_id} has the spaces of {ckpt['env_id']}, where the model learned: evaluating on it")
     folder = os.path.join(os.path.dirname(os.path.abspath(ckpt["path"])), "eval")
     writer = SummaryWriter(folder)
-    returns = evaluate_saved(args, ckpt, writer, os.path.join(folder, "videos") if args.capture_video else None)
+    returns = evaluate(*(agent if isinstance(agent, tuple) else [agent]), args.env_id, args.eval_episodes,
+                       args.seed + 10_000, writer, ckpt["global_step"],
+                       os.path.join(folder, "videos") if args.capture_video else None)
     writer.close()
     return returns

@@ -386,7 +386,7 @@ def bad_commands(name, tmp_path):
              (["--run-dir", str(tmp_path / "taken")], "holds a run already"),
              (["--run-dir", str(tmp_path / "logged")], "holds a run already"),  # TensorBoard's events alone
              (["--resume", str(tmp_path / "other_version.pt")], f"comes from another version of {name}.py: its "
-                                                                "flags not in this one: --no-such-flag 3"),
+                                                                "--no-such-flag 3 (not in this version)"),
              (["--eval-checkpoint", str(tmp_path / "other_version.pt")], "another version")]
     cases.append((["--run-dir", str(tmp_path / "long"), "--exp-name", "x" * 300, "--save-model"], "File name too long"))
     if name != "ppo_atari":
@@ -457,7 +457,7 @@ def test_a_checkpoint_of_the_version_with_clip_each_network_still_resumes_and_re
             result = run_script("ppo_clip", *flags, cwd=tmp_path)
             if value:
                 assert result.returncode != 0 and result.stderr.strip().endswith(
-                    "its flags not in this one: --clip-each-network True"), result.stderr[-500:]
+                    "--clip-each-network True (not in this version)"), result.stderr[-500:]
             else:
                 assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-500:]
     assert torch.load(tmp_path / "False" / "checkpoint.pt")["iteration"] == 2
@@ -491,4 +491,4 @@ def test_a_script_copied_alone_trains_saves_and_evaluates_and_refuses_what_needs
         result = run(*flags, *tiny_flags(name))
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode != 0 and "Traceback" not in result.stderr, (flags, result.stderr[-500:])
-        assert len(errors) == 1 and f"needs ppo_run.py beside {name}.py" in errors[0], flags
+        assert len(errors) == 1 and f"needs ppo_run.py beside {alone / name}.py: copy it" in errors[0], flags
