@@ -332,6 +332,18 @@ def test_short_breakout_run_end_to_end(tmp_path, monkeypatch):
     agent.load_state_dict(torch.load(path)["model"])
 
 
+def test_async_envs_run_the_same_games_as_one_process(tmp_path, monkeypatch):
+    """--async-envs steps the games in worker processes; with the same seed the run is the one SyncVectorEnv makes."""
+    monkeypatch.chdir(tmp_path)
+    runs = []
+    for async_envs in [False, True]:
+        mod.main(dataclasses.replace(mod.Args(), num_envs=2, num_steps=64, num_minibatches=2, update_epochs=1,
+                                     total_timesteps=256, eval_episodes=0, async_envs=async_envs,
+                                     run_dir=f"run{int(async_envs)}"))
+        runs.append({k: v for k, v in scalars(f"run{int(async_envs)}").items() if k != "charts/SPS"})
+    assert runs[0] == runs[1] and len(runs[0]["losses/policy_loss"]) == 2
+
+
 def test_non_atari_env_is_refused_pointing_to_ppo_clip(tmp_path):
     result = run_script("ppo_atari", "--env-id", "CartPole-v1", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
