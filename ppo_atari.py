@@ -1,12 +1,11 @@
 """PPO-Clip on Atari: Schulman et al., "Proximal Policy Optimization Algorithms", 2017 (arXiv 1707.06347).
 
-Algorithm 1 with the clipped surrogate of eq. (7), the combined objective of eq. (9) and the truncated
-GAE advantages of eq. (11)-(12), with the paper's Atari settings (Table 5): 8 actors, T = 128, K = 3,
-minibatch 256, stepsize 2.5e-4 * alpha and eps = 0.1 * alpha with alpha annealed from 1 to 0, and the
-Nature CNN shared by the policy and value heads. Any ALE game; other envs belong to ppo_clip.py.
+Algorithm 1 with the clipped surrogate of eq. (7), the combined objective of eq. (9) and the truncated GAE advantages of
+eq. (11)-(12), with the paper's Atari settings (Table 5): 8 actors, T = 128, K = 3, minibatch 256, stepsize 2.5e-4 *
+alpha and eps = 0.1 * alpha with alpha annealed from 1 to 0, and the Nature CNN shared by the policy and value heads.
 
     python ppo_atari.py                                   # BreakoutNoFrameskip-v4, 10M steps
-    python ppo_atari.py --env-id ALE/Pong-v5 --total-timesteps 1000000
+    python ppo_atari.py --env-id ALE/Pong-v5 --total-timesteps 1000000   # any ALE game; other envs: ppo_clip.py
     python ppo_atari.py --help                            # every hyperparameter
     python ppo_atari.py --resume runs/<run>               # continue a stopped run from its last checkpoint
     python ppo_atari.py --eval-checkpoint runs/<run> --capture-video   # watch a trained agent
@@ -19,9 +18,9 @@ What differs from ppo_clip.py: the Atari wrappers, the CNN, uint8 observation st
 and pi_old's log-probs and values kept from the acting forward pass instead of recomputed.
 
 Conventions, written once:
-- Step t of env i yields `terminated[t, i]` (a true end: the value after it is 0) and `truncated[t, i]`
-  (a time limit: V(final_obs) is bootstrapped into the reward). A lost life counts as `terminated`
-  for training (episodic life), although the game goes on. Both set `dones[t, i] = 1`.
+- Step t of env i yields `terminated[t, i]` (a true end: the value after it is 0) and `truncated[t, i]` (a time limit:
+  V(final_obs) is bootstrapped into the reward). A lost life counts as `terminated` for training (episodic life),
+  although the game goes on. Both set `dones[t, i] = 1`, so that neither V(s_{t+1}) nor A_{t+1} reaches step t in GAE.
 - The reported episodic return is the game's score: all lives, rewards unclipped.
 - The paper maximises L; torch minimises, so every `*_loss` below returns -L.
 """
@@ -34,7 +33,6 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 
 import ale_py
 import gymnasium as gym
@@ -52,7 +50,7 @@ except ModuleNotFoundError:  # this file copied alone: RunAlone, at the end, sta
 gym.register_envs(ale_py)
 
 
-@dataclass
+@dataclasses.dataclass
 class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of this experiment, part of the run directory"""
@@ -70,11 +68,10 @@ class Args:
     """run the CNN trunk in bfloat16 (autocast), heads and loss in float32: on this AMX CPU 3% to 50% faster,
     as the machine's state went; off: it changes the arithmetic, checked on one seed (README; not in the paper)"""
     async_envs: bool = False
-    """step the N games in subprocesses (AsyncVectorEnv). Off: on this idle 2-core machine it trained at 280
-    against 263 SPS (README), within the machine's noise, and sync is one process"""
+    """step the N games in subprocesses (AsyncVectorEnv). Off: on this idle 2-core machine it trained at 280 against
+    263 SPS (README), within the machine's noise, and sync is one process"""
     capture_video: bool = False
-    """record env 0's games (the real screen) on CleanRL's schedule, and every evaluation game, to
-    <run folder>/videos"""
+    """record env 0's games (the real screen) on CleanRL's schedule, and each evaluation game, to <run folder>/videos"""
     track: bool = False
     """log the run to Weights & Biases; without a login or a network it logs offline, to sync later (ppo_run.py)"""
     wandb_project_name: str = "ppo"
@@ -171,10 +168,9 @@ def check_args(args: Args) -> None:
 class EpisodicLifeFireReset(gym.Wrapper):
     """The two Atari details gymnasium has no wrapper for (Mnih et al. 2015; Huang et al. 2022).
 
-    Episodic life: a lost life returns terminated=True, so no value flows back across it, but reset()
-    then goes on with the same game instead of starting a new one (AtariPreprocessing's
-    terminal_on_life_loss would end the game itself). Fire on reset: games that wait for FIRE to serve
-    get it after every reset and every lost life, so no policy stalls before its first move."""
+    Episodic life: a lost life returns terminated=True, so no value flows back across it, but reset() goes on with the
+    same game instead of a new one (AtariPreprocessing's terminal_on_life_loss would end the game). Fire on reset: games
+    that wait for FIRE to serve get it after every reset and lost life, so no policy stalls before its first move."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
@@ -231,10 +227,9 @@ def make_env(env_id: str, video_dir: str | None = None, first_episode: int = 0, 
 
 def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, first_episode: int = 0,
               async_envs: bool = False, eval_episodes: int = 0) -> gym.vector.VectorEnv:
-    """N games. SAME_STEP autoreset returns the final observation of an ended episode in info["final_obs"]
-    and the next episode's first observation at once, so no fake transition across the reset enters the
-    batch. Refuses ids that are unknown or not ALE games. With video_dir, env 0's games are recorded there: in
-    training on CleanRL's schedule (games 0, 1, 8, 27, ..., 729, 1000, 2000, ...), or the evaluation's games."""
+    """N games. SAME_STEP autoreset returns an ended episode's final observation in info["final_obs"] and the next one's
+    first at once, so no fake transition across the reset enters the batch. video_dir records env 0's games: in training
+    on CleanRL's schedule (0, 1, 8, 27, ..., 729, 1000, 2000, ...), or the evaluation's."""
     try:
         probe = gym.make(env_id, disable_env_checker=True)
     except Exception as e:  # an unknown id, a module that will not import (`mod:Env-v0`), a malformed id
@@ -265,8 +260,7 @@ def pick_device(cuda: bool) -> torch.device:
 
 
 def to_device(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 frames to the device: from pinned memory without blocking on CUDA (pin_memory fails on a
-    CPU-only build), as they are on the CPU."""
+    """uint8 frames to the device: on CUDA from pinned memory, not blocking (pin_memory fails on a CPU-only build)."""
     frames = torch.from_numpy(frames)
     return frames.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else frames
 
@@ -331,10 +325,8 @@ def categorical_logprob_entropy(logits, action):
 def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
     """Truncated GAE, eq. (11)-(12), over a rollout of T steps in N envs.
 
-    rewards, values, dones: (T, N); last_value: (N,) = V of the observation after step T-1.
-    dones[t, i] = 1 when env i's episode ended at step t, so neither V(s_{t+1}) nor A_{t+1} reaches step t.
-    Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets).
-    """
+    rewards, values, dones (the conventions above): (T, N); last_value: (N,) = V of the observation after step T-1.
+    Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets)."""
     # numpy: a T-step loop of tiny ops is faster there, on the CPU, than in torch, even on a GPU
     r, v, d = rewards.cpu().numpy(), values.cpu().numpy(), dones.cpu().numpy()
     adv = np.zeros_like(r)
@@ -524,12 +516,11 @@ EVAL_STEP_CAP = 27_000  # Atari's 108,000 frames
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int, writer=None, global_step: int = 0,
              video_dir: str | None = None) -> list:
-    """Scores of whole games (all lives, unclipped) with the policy sampled as in training. Not the
-    likeliest action, as ppo_clip.py does: a deterministic Atari policy can repeat itself forever. A game
-    still going after EVAL_STEP_CAP steps counts with its score so far. (The ALE ends the v4 and v5 ids'
-    games at 108,000 frames itself; an id's max_episode_steps, unlike ppo_clip.py's, counts frames here.)
-    The mean is printed and logged. The actions are sampled from a generator seeded by `seed`, so a replayed
-    checkpoint scores what its run's final evaluation did."""
+    """Scores of whole games (all lives, unclipped) with the policy sampled as in training. Not the likeliest action, as
+    ppo_clip.py does: a deterministic Atari policy can repeat itself forever. A game still going after EVAL_STEP_CAP
+    steps counts with its score so far. (The ALE ends the v4 and v5 ids' games at 108,000 frames itself; an id's
+    max_episode_steps, unlike ppo_clip.py's, counts frames here.) The mean is printed and logged. The actions are
+    sampled from a generator seeded by `seed`, so a replayed checkpoint scores what its run's final evaluation did."""
     if episodes == 0:
         return []
     env = make_envs(env_id, 1, video_dir, eval_episodes=episodes)
@@ -564,9 +555,8 @@ def checkpoint(args, agent, optimizer, iteration, global_step, recent_returns) -
     np_rng = np.random.get_state()  # its key array goes in as a list
     return {"script": "ppo_atari", "env_id": args.env_id, "args": vars(args), "model": on_cpu(agent.state_dict()),
             "action_space": int(agent.actor.out_features), "optimizer": on_cpu(optimizer.state_dict()),
-            "iteration": iteration,
-            "global_step": global_step, "recent_returns": recent_returns[-100:], "env0_episodes": 0,
-            "wandb_id": None,
+            "iteration": iteration, "global_step": global_step, "recent_returns": recent_returns[-100:],
+            "env0_episodes": 0, "wandb_id": None,
             "rng": [random.getstate(), torch.get_rng_state(), (np_rng[0], np_rng[1].tolist(), *np_rng[2:]),
                     torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []]}
 
@@ -598,8 +588,7 @@ def agent_from(ckpt: dict) -> Agent:
 
 
 class RunAlone:
-    """Run management without ppo_run.py: a run folder with TensorBoard's log, videos and, with --save-model, the
-    final model. No checkpoints, resume, stop signals, divergence guard or W&B."""
+    """Run management without ppo_run.py: the run folder, TensorBoard's log, videos and --save-model's final model."""
     ckpt = None  # nothing to resume
     first_video_episode = 0
 

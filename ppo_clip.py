@@ -17,7 +17,7 @@ by the four scripts; copied without it, this file still trains, logs, records vi
 Conventions, written once:
 - Step t of env i yields `terminated[t, i]` (a true end: the value after it is 0) and `truncated[t, i]`
   (a time limit: the episode could have gone on, so V(final_obs) is bootstrapped into the reward).
-  Both set `dones[t, i] = 1`, which stops GAE from flowing from step t+1 back into step t.
+  Both set `dones[t, i] = 1`, so that neither V(s_{t+1}) nor A_{t+1} reaches step t in GAE.
 - The paper maximises L; torch minimises, so every `*_loss` below returns -L.
 """
 import dataclasses
@@ -28,7 +28,6 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -43,7 +42,7 @@ except ModuleNotFoundError:  # this file copied alone: RunAlone, at the end, sta
     ppo_run = None
 
 
-@dataclass
+@dataclasses.dataclass
 class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of this experiment, part of the run directory"""
@@ -149,12 +148,10 @@ def check_args(args: Args) -> None:
 
 
 # ---- Environments -----------------------------------------------------------------------------
-def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, eval_episodes: int = 0
-              ) -> gym.vector.VectorEnv:
-    """N actors in one process. SAME_STEP autoreset returns the final observation of an ended episode
-    in info["final_obs"] and the next episode's first observation at once, so no fake transition
-    across the reset enters the batch. With video_dir, env 0's episodes are recorded there: in training
-    on CleanRL's schedule (episodes 0, 1, 8, 27, ..., 729, 1000, 2000, ...), or the evaluation's episodes."""
+def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, eval_episodes: int = 0) -> gym.vector.VectorEnv:
+    """N actors in one process. SAME_STEP autoreset returns an ended episode's final observation in info["final_obs"]
+    and the next one's first at once, so no fake transition across the reset enters the batch. video_dir records env
+    0's episodes: in training on CleanRL's schedule (0, 1, 8, 27, ..., 729, 1000, 2000, ...), or the evaluation's."""
     if video_dir and sys.platform == "linux" and not os.environ.get("DISPLAY"):  # headless:
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo reads it once, when it is first imported
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws classic control without a window
@@ -247,10 +244,9 @@ class Agent(nn.Module):
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
         """Sample actions for (N, obs_dim) observations, or take the mean / likeliest action.
 
-        Speed: acting runs the policy network in numpy. On one observation a torch call costs several
-        times more in dispatch than in arithmetic, and numpy's overhead is far smaller. The arrays are
-        views of the torch parameters, so they follow every optimiser step; the log-probs the loss needs
-        are computed in torch, for the whole batch, after the rollout."""
+        Speed: acting runs the policy network in numpy. On one observation a torch call costs several times more in
+        dispatch than in arithmetic; numpy's overhead is far smaller. The arrays, views of the torch parameters, follow
+        every optimiser step; the loss's log-probs are computed in torch, for the whole batch, after the rollout."""
         h = obs
         for i, (w, b) in enumerate(self._numpy_layers):
             h = h @ w.T + b
@@ -260,6 +256,11 @@ class Agent(nn.Module):
             return h if deterministic else h + np.exp(self._numpy_log_std) * rng.standard_normal(h.shape, np.float32)
         # Gumbel-max: argmax(logits + Gumbel noise) is a sample of the softmax distribution.
         return h.argmax(-1) if deterministic else (h + rng.gumbel(size=h.shape)).argmax(-1)
+
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        """The action the env gets: a Box action clipped to its bounds. The batch keeps the unclipped sample, whose
+        log-prob is the one the Gaussian assigns (Huang et al. 2022)."""
+        return np.clip(action, self.action_space.low, self.action_space.high) if self.continuous else action
 
     def logprob_entropy(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.actor(obs)
@@ -289,10 +290,8 @@ def categorical_logprob_entropy(logits, action):
 def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
     """Truncated GAE, eq. (11)-(12), over a rollout of T steps in N envs.
 
-    rewards, values, dones: (T, N); last_value: (N,) = V of the observation after step T-1.
-    dones[t, i] = 1 when env i's episode ended at step t, so neither V(s_{t+1}) nor A_{t+1} reaches step t.
-    Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets).
-    """
+    rewards, values, dones (the conventions above): (T, N); last_value: (N,) = V of the observation after step T-1.
+    Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets)."""
     r, v, d = rewards.numpy(), values.numpy(), dones.numpy()  # numpy: a T-step loop of tiny ops is faster there
     adv = np.zeros_like(r)
     next_value, next_adv = last_value.numpy(), np.zeros_like(r[0])
@@ -348,8 +347,6 @@ def main(args: Args) -> dict:
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     start_iteration, global_step, recent_returns, env_seed = (restore(run.ckpt, agent, optimizer, obs_rms, rng)
                                                               if run.ckpt else (0, 0, [], args.seed))
-    action_shape = envs.single_action_space.shape
-    low, high = (envs.single_action_space.low, envs.single_action_space.high) if agent.continuous else (None, None)
 
     def state() -> dict:  # a checkpoint when one is due: the loop's variables as they are then
         return checkpoint(args, agent, optimizer, obs_rms, rng, iteration, global_step, recent_returns)
@@ -358,7 +355,8 @@ def main(args: Args) -> dict:
     # torch tensors cost several times more; the batch becomes torch once the rollout is done.
     raw_obs = np.zeros((args.num_steps, args.num_envs, obs_dim))
     obs = np.zeros((args.num_steps, args.num_envs, obs_dim), dtype=np.float32)
-    actions = np.zeros((args.num_steps, args.num_envs, *action_shape), dtype=np.float32 if agent.continuous else np.int64)
+    actions = np.zeros((args.num_steps, args.num_envs, *envs.single_action_space.shape),
+                       dtype=np.float32 if agent.continuous else np.int64)
     rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
     dones = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
 
@@ -378,10 +376,7 @@ def main(args: Args) -> dict:
             raw_obs[t] = next_raw_obs
             obs[t] = obs_rms.normalize(next_raw_obs)
             actions[t] = agent.act(obs[t], rng)
-            # The env gets the action clipped to its bounds; the batch keeps the unclipped sample,
-            # whose log-prob is the one the Gaussian assigns (Huang et al. 2022).
-            next_raw_obs, rewards[t], terminated, truncated, info = envs.step(
-                np.clip(actions[t], low, high) if agent.continuous else actions[t])
+            next_raw_obs, rewards[t], terminated, truncated, info = envs.step(agent.env_action(actions[t]))
             global_step += args.num_envs
             dones[t] = terminated | truncated
             for i in np.flatnonzero(truncated & ~terminated):
@@ -396,10 +391,9 @@ def main(args: Args) -> dict:
                 ep_return[i], ep_length[i] = 0, 0
 
         with torch.inference_mode():
-            # The network is fixed during the rollout, so pi_old's log-probs and values are computed once
-            # for the whole batch here rather than once per step.
+            # pi_old is fixed in the rollout: its log-probs and values are computed here once per batch, not per step.
             b_obs = torch.from_numpy(obs).reshape(batch_size, obs_dim)  # (T*N, obs_dim)
-            b_actions = torch.from_numpy(actions).reshape(batch_size, *action_shape)
+            b_actions = torch.from_numpy(actions).flatten(0, 1)  # (T*N, *action_shape)
             b_logprobs = agent.logprob_entropy(b_obs, b_actions)[0]
             values = agent.value(b_obs).reshape(args.num_steps, args.num_envs)
             last_value = agent.value(torch.from_numpy(obs_rms.normalize(next_raw_obs)))
@@ -463,9 +457,8 @@ def main(args: Args) -> dict:
     eval_returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, writer,
                             global_step, run.video_dir)
     run.finish(state)  # with --save-model, the final model in the checkpoint format
-    return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
-            "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": args.run_dir,
-            "agent": agent, "obs_rms": obs_rms}
+    return {"sps": (global_step - start_step) / train_time, "global_step": global_step, "eval_returns": eval_returns,
+            "episode_returns": recent_returns, "run_dir": args.run_dir, "agent": agent, "obs_rms": obs_rms}
 
 
 # ---- Logging -----------------------------------------------------------------------------------
@@ -488,10 +481,9 @@ EVAL_STEP_CAP = 27_000  # Atari's 108,000 frames
 
 def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, seed: int, writer=None,
              global_step: int = 0, video_dir: str | None = None) -> list:
-    """Returns of whole episodes with the deterministic policy (the Gaussian mean or the likeliest action)
-    and the observation statistics frozen as training left them; their mean is printed and logged. An env
-    without a time limit gets one of EVAL_STEP_CAP steps, or a policy that never ends an episode would never
-    return."""
+    """Returns of whole episodes with the deterministic policy (the Gaussian mean or the likeliest action) and the
+    observation statistics frozen as training left them; their mean is printed and logged. An env without a time limit
+    gets one of EVAL_STEP_CAP steps, or a policy that never ends an episode would never return."""
     if episodes == 0:
         return []
     env = make_envs(env_id, 1, video_dir, eval_episodes=episodes)
@@ -501,9 +493,7 @@ def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, 
     ep_return, ep_length = 0.0, 0
     while len(returns) < episodes:
         action = agent.act(obs_rms.normalize(obs), None, deterministic=True)
-        if agent.continuous:
-            action = np.clip(action, env.single_action_space.low, env.single_action_space.high)
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, _ = env.step(agent.env_action(action))
         ep_return, ep_length = ep_return + reward[0], ep_length + 1
         if terminated[0] or truncated[0] or ep_length == cap:
             if not (terminated[0] or truncated[0]):
@@ -537,8 +527,7 @@ def checkpoint(args, agent, optimizer, obs_rms, rng, iteration, global_step, rec
 
 
 def load_statistics(obs_rms: RunningMeanStd, saved: list) -> RunningMeanStd:
-    (mean, var, obs_rms.count) = saved
-    obs_rms.mean, obs_rms.var = mean.numpy(), var.numpy()
+    obs_rms.mean, obs_rms.var, obs_rms.count = saved[0].numpy(), saved[1].numpy(), saved[2]
     return obs_rms
 
 
@@ -562,8 +551,7 @@ def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
 
 
 class RunAlone:
-    """Run management without ppo_run.py: a run folder with TensorBoard's log, videos and, with --save-model, the
-    final model. No checkpoints, resume, stop signals, divergence guard or W&B."""
+    """Run management without ppo_run.py: the run folder, TensorBoard's log, videos and --save-model's final model."""
     ckpt = None  # nothing to resume
 
     def __init__(self, args: Args):

@@ -24,7 +24,7 @@ A saved model acts as trained in another process:
 Conventions, written once:
 - Step t of env i yields `terminated[t, i]` (a true end: the value after it is 0) and `truncated[t, i]`
   (a time limit: the episode could have gone on, so V(final_obs) is bootstrapped into the reward).
-  Both set `dones[t, i] = 1`, which stops GAE from flowing from step t+1 back into step t.
+  Both set `dones[t, i] = 1`, so that neither V(s_{t+1}) nor A_{t+1} reaches step t in GAE.
 - The paper maximises L; torch minimises, so every `*_loss` below returns -L.
 """
 import dataclasses
@@ -35,7 +35,6 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -50,7 +49,7 @@ except ModuleNotFoundError:  # this file copied alone: RunAlone, at the end, sta
     ppo_run = None
 
 
-@dataclass
+@dataclasses.dataclass
 class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of this experiment, part of the run directory"""
@@ -163,12 +162,10 @@ def check_args(args: Args) -> None:
 
 
 # ---- Environments -----------------------------------------------------------------------------
-def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, eval_episodes: int = 0
-              ) -> gym.vector.VectorEnv:
-    """N actors in one process. SAME_STEP autoreset returns the final observation of an ended episode
-    in info["final_obs"] and the next episode's first observation at once, so no fake transition
-    across the reset enters the batch. With video_dir, env 0's episodes are recorded there: in training
-    on CleanRL's schedule (episodes 0, 1, 8, 27, ..., 729, 1000, 2000, ...), or the evaluation's episodes."""
+def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, eval_episodes: int = 0) -> gym.vector.VectorEnv:
+    """N actors in one process. SAME_STEP autoreset returns an ended episode's final observation in info["final_obs"]
+    and the next one's first at once, so no fake transition across the reset enters the batch. video_dir records env
+    0's episodes: in training on CleanRL's schedule (0, 1, 8, 27, ..., 729, 1000, 2000, ...), or the evaluation's."""
     if video_dir and sys.platform == "linux" and not os.environ.get("DISPLAY"):  # headless:
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo reads it once, when it is first imported
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws classic control without a window
@@ -285,16 +282,20 @@ class Agent(nn.Module):
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
         """Sample actions for (N, obs_dim) observations, or take the mean action.
 
-        Speed: acting runs the policy network in numpy. On one observation a torch call costs several
-        times more in dispatch than in arithmetic, and numpy's overhead is far smaller. The arrays are
-        views of the torch parameters, so they follow every optimiser step; the log-probs the loss needs
-        are computed in torch, for the whole batch, after the rollout."""
+        Speed: acting runs the policy network in numpy. On one observation a torch call costs several times more in
+        dispatch than in arithmetic; numpy's overhead is far smaller. The arrays, views of the torch parameters, follow
+        every optimiser step; the loss's log-probs are computed in torch, for the whole batch, after the rollout."""
         h = obs
         for i, (w, b) in enumerate(self._numpy_layers):
             h = h @ w.T + b
             if i < len(self._numpy_layers) - 1:
                 h = np.tanh(h)
         return h if deterministic else h + np.exp(self._numpy_log_std) * rng.standard_normal(h.shape, np.float32)
+
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        """The action the env gets: clipped to its bounds. The batch keeps the unclipped sample, whose log-prob is the
+        one the Gaussian assigns (Huang et al. 2022)."""
+        return np.clip(action, self.action_space.low, self.action_space.high)
 
     def logprob_entropy(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return gaussian_logprob_entropy(self.actor(obs), self.log_std, action)
@@ -313,10 +314,8 @@ def gaussian_logprob_entropy(mean, log_std, action):
 def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
     """Truncated GAE, eq. (11)-(12), over a rollout of T steps in N envs.
 
-    rewards, values, dones: (T, N); last_value: (N,) = V of the observation after step T-1.
-    dones[t, i] = 1 when env i's episode ended at step t, so neither V(s_{t+1}) nor A_{t+1} reaches step t.
-    Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets).
-    """
+    rewards, values, dones (the conventions above): (T, N); last_value: (N,) = V of the observation after step T-1.
+    Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets)."""
     r, v, d = rewards.numpy(), values.numpy(), dones.numpy()  # numpy: a T-step loop of tiny ops is faster there
     adv = np.zeros_like(r)
     next_value, next_adv = last_value.numpy(), np.zeros_like(r[0])
@@ -381,7 +380,6 @@ def main(args: Args) -> dict:
     start_iteration, global_step, recent_returns, env_seed = (
         restore(run.ckpt, agent, optimizer, obs_rms, reward_scaler, rng) if run.ckpt else (0, 0, [], args.seed))
     action_dim = envs.single_action_space.shape[0]
-    low, high = envs.single_action_space.low, envs.single_action_space.high
 
     def state() -> dict:  # a checkpoint when one is due: the loop's variables as they are then
         return checkpoint(args, agent, optimizer, obs_rms, reward_scaler, rng, iteration, global_step, recent_returns)
@@ -410,10 +408,7 @@ def main(args: Args) -> dict:
             raw_obs[t] = next_raw_obs
             obs[t] = obs_rms.normalize(next_raw_obs)
             actions[t] = agent.act(obs[t], rng)
-            # The env gets the action clipped to its bounds; the batch keeps the unclipped sample,
-            # whose log-prob is the one the Gaussian assigns (Huang et al. 2022).
-            next_raw_obs, rewards[t], terminated, truncated, info = envs.step(
-                np.clip(actions[t], low, high))
+            next_raw_obs, rewards[t], terminated, truncated, info = envs.step(agent.env_action(actions[t]))
             global_step += args.num_envs
             dones[t] = terminated | truncated
             for i in np.flatnonzero(truncated & ~terminated):
@@ -428,8 +423,7 @@ def main(args: Args) -> dict:
                 ep_return[i], ep_length[i] = 0, 0
 
         with torch.inference_mode():
-            # The network is fixed during the rollout, so pi_old's log-probs and values are computed once
-            # for the whole batch here rather than once per step.
+            # pi_old is fixed in the rollout: its log-probs and values are computed here once per batch, not per step.
             b_obs = torch.from_numpy(obs).reshape(batch_size, obs_dim)  # (T*N, obs_dim)
             b_actions = torch.from_numpy(actions).reshape(batch_size, action_dim)
             b_logprobs = agent.logprob_entropy(b_obs, b_actions)[0]
@@ -496,9 +490,8 @@ def main(args: Args) -> dict:
     eval_returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, writer,
                             global_step, run.video_dir)
     run.finish(state)  # with --save-model, the final model in the checkpoint format
-    return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
-            "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": args.run_dir,
-            "agent": agent, "obs_rms": obs_rms}
+    return {"sps": (global_step - start_step) / train_time, "global_step": global_step, "eval_returns": eval_returns,
+            "episode_returns": recent_returns, "run_dir": args.run_dir, "agent": agent, "obs_rms": obs_rms}
 
 
 # ---- Logging -----------------------------------------------------------------------------------
@@ -532,9 +525,8 @@ def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, 
     obs, _ = env.reset(seed=seed)
     ep_return, ep_length = 0.0, 0
     while len(returns) < episodes:
-        action = np.clip(agent.act(obs_rms.normalize(obs), None, deterministic=True),
-                         env.single_action_space.low, env.single_action_space.high)
-        obs, reward, terminated, truncated, _ = env.step(action)
+        action = agent.act(obs_rms.normalize(obs), None, deterministic=True)
+        obs, reward, terminated, truncated, _ = env.step(agent.env_action(action))
         ep_return, ep_length = ep_return + reward[0], ep_length + 1
         if terminated[0] or truncated[0] or ep_length == cap:
             if not (terminated[0] or truncated[0]):
@@ -595,8 +587,7 @@ def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
 
 
 class RunAlone:
-    """Run management without ppo_run.py: a run folder with TensorBoard's log, videos and, with --save-model, the
-    final model. No checkpoints, resume, stop signals, divergence guard or W&B."""
+    """Run management without ppo_run.py: the run folder, TensorBoard's log, videos and --save-model's final model."""
     ckpt = None  # nothing to resume
 
     def __init__(self, args: Args):

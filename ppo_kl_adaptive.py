@@ -3,9 +3,8 @@
 ppo_clip.py (Algorithm 1, eq. 9, GAE of eq. 11-12, Discrete or Box actions, Table 3 defaults) with one
 change: the surrogate is eq. (8), with no clipping,
     L^KLPEN = E_t[ r_t A_t - beta * KL[pi_old(.|s_t), pi_theta(.|s_t)] ],
-the KL exact, from pi_old's distribution parameters stored with the batch, and beta adapted as Section 4
-says: after all K epochs of an update, d = the batch's mean KL halves beta if d < d_targ / 1.5 and
-doubles it if d > d_targ * 1.5; the next update uses the new beta.
+the KL exact, from pi_old's distribution parameters stored with the batch, and beta adapted after all K epochs of an
+update by Section 4's rule (update_beta) on d, the batch's mean KL; the next update uses the new beta.
 
     python ppo_kl_adaptive.py --env-id Hopper-v4                          # adaptive beta, d_targ 0.01
     python ppo_kl_adaptive.py --env-id Hopper-v4 --no-adaptive-beta --init-beta 3   # fixed beta
@@ -20,7 +19,7 @@ by the four scripts; copied without it, this file still trains, logs, records vi
 Conventions, written once:
 - Step t of env i yields `terminated[t, i]` (a true end: the value after it is 0) and `truncated[t, i]`
   (a time limit: the episode could have gone on, so V(final_obs) is bootstrapped into the reward).
-  Both set `dones[t, i] = 1`, which stops GAE from flowing from step t+1 back into step t.
+  Both set `dones[t, i] = 1`, so that neither V(s_{t+1}) nor A_{t+1} reaches step t in GAE.
 - The paper maximises L; torch minimises, so every `*_loss` below returns -L.
 - Every KL here is KL[pi_old, pi_theta], old first, as in eq. (8) and Section 4.
 """
@@ -32,7 +31,6 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -47,7 +45,7 @@ except ModuleNotFoundError:  # this file copied alone: RunAlone, at the end, sta
     ppo_run = None
 
 
-@dataclass
+@dataclasses.dataclass
 class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of this experiment, part of the run directory"""
@@ -157,12 +155,10 @@ def check_args(args: Args) -> None:
 
 
 # ---- Environments -----------------------------------------------------------------------------
-def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, eval_episodes: int = 0
-              ) -> gym.vector.VectorEnv:
-    """N actors in one process. SAME_STEP autoreset returns the final observation of an ended episode
-    in info["final_obs"] and the next episode's first observation at once, so no fake transition
-    across the reset enters the batch. With video_dir, env 0's episodes are recorded there: in training
-    on CleanRL's schedule (episodes 0, 1, 8, 27, ..., 729, 1000, 2000, ...), or the evaluation's episodes."""
+def make_envs(env_id: str, num_envs: int, video_dir: str | None = None, eval_episodes: int = 0) -> gym.vector.VectorEnv:
+    """N actors in one process. SAME_STEP autoreset returns an ended episode's final observation in info["final_obs"]
+    and the next one's first at once, so no fake transition across the reset enters the batch. video_dir records env
+    0's episodes: in training on CleanRL's schedule (0, 1, 8, 27, ..., 729, 1000, 2000, ...), or the evaluation's."""
     if video_dir and sys.platform == "linux" and not os.environ.get("DISPLAY"):  # headless:
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo reads it once, when it is first imported
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws classic control without a window
@@ -255,10 +251,9 @@ class Agent(nn.Module):
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
         """Sample actions for (N, obs_dim) observations, or take the mean / likeliest action.
 
-        Speed: acting runs the policy network in numpy. On one observation a torch call costs several
-        times more in dispatch than in arithmetic, and numpy's overhead is far smaller. The arrays are
-        views of the torch parameters, so they follow every optimiser step; the log-probs the loss needs
-        are computed in torch, for the whole batch, after the rollout."""
+        Speed: acting runs the policy network in numpy. On one observation a torch call costs several times more in
+        dispatch than in arithmetic; numpy's overhead is far smaller. The arrays, views of the torch parameters, follow
+        every optimiser step; the loss's log-probs are computed in torch, for the whole batch, after the rollout."""
         h = obs
         for i, (w, b) in enumerate(self._numpy_layers):
             h = h @ w.T + b
@@ -269,9 +264,13 @@ class Agent(nn.Module):
         # Gumbel-max: argmax(logits + Gumbel noise) is a sample of the softmax distribution.
         return h.argmax(-1) if deterministic else (h + rng.gumbel(size=h.shape)).argmax(-1)
 
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        """The action the env gets: a Box action clipped to its bounds. The batch keeps the unclipped sample, whose
+        log-prob is the one the Gaussian assigns (Huang et al. 2022)."""
+        return np.clip(action, self.action_space.low, self.action_space.high) if self.continuous else action
+
     def dist_params(self, obs: torch.Tensor) -> torch.Tensor:
-        """The policy's distribution at each state, (B, P): the Gaussian mean and log std side by side (P = 2A),
-        or the logits (P = n). Stored with the batch, they are pi_old's for the KL of eq. (8)."""
+        """The policy's distribution, (B, P): Gaussian mean and log std side by side (P = 2A), or logits (P = n)."""
         out = self.actor(obs)
         return torch.cat([out, self.log_std.expand_as(out)], -1) if self.continuous else out
 
@@ -308,10 +307,8 @@ def categorical_logprob_entropy(logits, action):
 def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
     """Truncated GAE, eq. (11)-(12), over a rollout of T steps in N envs.
 
-    rewards, values, dones: (T, N); last_value: (N,) = V of the observation after step T-1.
-    dones[t, i] = 1 when env i's episode ended at step t, so neither V(s_{t+1}) nor A_{t+1} reaches step t.
-    Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets).
-    """
+    rewards, values, dones (the conventions above): (T, N); last_value: (N,) = V of the observation after step T-1.
+    Returns (advantages, returns), both (T, N), with returns = advantages + values (the value targets)."""
     r, v, d = rewards.numpy(), values.numpy(), dones.numpy()  # numpy: a T-step loop of tiny ops is faster there
     adv = np.zeros_like(r)
     next_value, next_adv = last_value.numpy(), np.zeros_like(r[0])
@@ -325,9 +322,8 @@ def compute_gae(rewards, values, dones, last_value, gamma, gae_lambda):
 
 
 def gaussian_kl(old_mean, old_log_std, new_mean, new_log_std):
-    """KL[N(mu0, s0^2) || N(mu1, s1^2)] of diagonal Gaussians, old first, summed over action dimensions:
-    means (B, A), log stds (B, A) or (A,) -> (B,). Per dimension, in closed form:
-    log(s1 / s0) + (s0^2 + (mu0 - mu1)^2) / (2 s1^2) - 1/2."""
+    """KL[N(mu0, s0^2) || N(mu1, s1^2)] of diagonal Gaussians, summed over action dimensions: means (B, A), log stds
+    (B, A) or (A,) -> (B,). Per dimension, in closed form: log(s1 / s0) + (s0^2 + (mu0 - mu1)^2) / (2 s1^2) - 1/2."""
     var_ratio = torch.exp(2 * (old_log_std - new_log_std))  # s0^2 / s1^2
     z = (old_mean - new_mean) * torch.exp(-new_log_std)
     return (new_log_std - old_log_std + 0.5 * (var_ratio + z.pow(2)) - 0.5).sum(-1)
@@ -348,9 +344,8 @@ def kl_penalty_loss(new_logprob, old_logprob, advantages, kl, beta):
 
 
 def update_beta(beta, kl, kl_target):
-    """Section 4's adaptive coefficient, applied once after all K epochs of an update; kl is d, the mean
-    KL[pi_old, pi] over the batch. d < d_targ / 1.5 halves beta, d > d_targ * 1.5 doubles it, anything in
-    between (the thresholds included) keeps it. 1.5 and 2 are the paper's heuristic constants."""
+    """Section 4's rule, on kl = d, the batch's mean KL[pi_old, pi]: d < d_targ / 1.5 halves beta, d > d_targ * 1.5
+    doubles it, anything between (the thresholds included) keeps it. 1.5 and 2 are the paper's heuristic constants."""
     if kl < kl_target / 1.5:
         return beta / 2
     if kl > kl_target * 1.5:
@@ -391,11 +386,8 @@ def main(args: Args) -> dict:
     obs_rms = RunningMeanStd(obs_dim)
     # Adam eps 1e-5 (Huang et al. 2022); fused: one kernel for all parameters, same update.
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
-    start_iteration, global_step, recent_returns, env_seed = (restore(run.ckpt, agent, optimizer, obs_rms, rng)
-                                                              if run.ckpt else (0, 0, [], args.seed))
-    beta = run.ckpt["beta"] if run.ckpt else args.init_beta
-    action_shape = envs.single_action_space.shape
-    low, high = (envs.single_action_space.low, envs.single_action_space.high) if agent.continuous else (None, None)
+    start_iteration, global_step, recent_returns, env_seed, beta = (
+        restore(run.ckpt, agent, optimizer, obs_rms, rng) if run.ckpt else (0, 0, [], args.seed, args.init_beta))
 
     def state() -> dict:  # a checkpoint when one is due: the loop's variables as they are then
         return checkpoint(args, agent, optimizer, obs_rms, rng, iteration, global_step, recent_returns, beta)
@@ -404,7 +396,8 @@ def main(args: Args) -> dict:
     # torch tensors cost several times more; the batch becomes torch once the rollout is done.
     raw_obs = np.zeros((args.num_steps, args.num_envs, obs_dim))
     obs = np.zeros((args.num_steps, args.num_envs, obs_dim), dtype=np.float32)
-    actions = np.zeros((args.num_steps, args.num_envs, *action_shape), dtype=np.float32 if agent.continuous else np.int64)
+    actions = np.zeros((args.num_steps, args.num_envs, *envs.single_action_space.shape),
+                       dtype=np.float32 if agent.continuous else np.int64)
     rewards = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
     dones = np.zeros((args.num_steps, args.num_envs), dtype=np.float32)
 
@@ -423,10 +416,7 @@ def main(args: Args) -> dict:
             raw_obs[t] = next_raw_obs
             obs[t] = obs_rms.normalize(next_raw_obs)
             actions[t] = agent.act(obs[t], rng)
-            # The env gets the action clipped to its bounds; the batch keeps the unclipped sample,
-            # whose log-prob is the one the Gaussian assigns (Huang et al. 2022).
-            next_raw_obs, rewards[t], terminated, truncated, info = envs.step(
-                np.clip(actions[t], low, high) if agent.continuous else actions[t])
+            next_raw_obs, rewards[t], terminated, truncated, info = envs.step(agent.env_action(actions[t]))
             global_step += args.num_envs
             dones[t] = terminated | truncated
             for i in np.flatnonzero(truncated & ~terminated):
@@ -441,10 +431,9 @@ def main(args: Args) -> dict:
                 ep_return[i], ep_length[i] = 0, 0
 
         with torch.inference_mode():
-            # The network is fixed during the rollout, so pi_old's distribution parameters, log-probs and
-            # values are computed once for the whole batch here rather than once per step.
+            # pi_old is fixed in the rollout: its distribution, log-probs and values come once per batch, not per step.
             b_obs = torch.from_numpy(obs).reshape(batch_size, obs_dim)  # (T*N, obs_dim)
-            b_actions = torch.from_numpy(actions).reshape(batch_size, *action_shape)
+            b_actions = torch.from_numpy(actions).flatten(0, 1)  # (T*N, *action_shape)
             b_old_params = agent.dist_params(b_obs)  # (T*N, P), fixed for all K epochs
             b_logprobs = agent.logprob_entropy_kl(b_obs, b_actions, b_old_params)[0]
             values = agent.value(b_obs).reshape(args.num_steps, args.num_envs)
@@ -510,19 +499,17 @@ def main(args: Args) -> dict:
     eval_returns = evaluate(agent, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, writer,
                             global_step, run.video_dir)
     run.finish(state)  # with --save-model, the final model in the checkpoint format
-    return {"sps": (global_step - start_step) / train_time, "global_step": global_step,
-            "episode_returns": recent_returns, "eval_returns": eval_returns, "run_dir": args.run_dir,
-            "agent": agent, "obs_rms": obs_rms}
+    return {"sps": (global_step - start_step) / train_time, "global_step": global_step, "eval_returns": eval_returns,
+            "episode_returns": recent_returns, "run_dir": args.run_dir, "agent": agent, "obs_rms": obs_rms}
 
 
 # ---- Logging -----------------------------------------------------------------------------------
 def log_iteration(writer, step: int, means: torch.Tensor, kl: float, returns: torch.Tensor, values: torch.Tensor,
                   charts: dict) -> None:
-    """An iteration's TensorBoard scalars, under CleanRL's tags: the losses' means over its updates, the exact KL d of Section 4, the
+    """An iteration's TensorBoard scalars, under CleanRL's tags: its updates' mean losses, Section 4's exact KL d, the
     explained variance 1 - Var[V_targ - V] / Var[V_targ] of pi_old's values, and `charts` (schedules, speed)."""
-    for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl"], means.tolist()):
+    for tag, value in zip(["policy_loss", "value_loss", "entropy", "approx_kl", "kl"], means.tolist() + [kl]):
         writer.add_scalar(f"losses/{tag}", value, step)
-    writer.add_scalar("losses/kl", kl, step)
     var_returns = returns.var().item()
     explained_var = float("nan") if var_returns == 0 else 1 - (returns - values).var().item() / var_returns
     writer.add_scalar("losses/explained_variance", explained_var, step)
@@ -536,10 +523,9 @@ EVAL_STEP_CAP = 27_000  # Atari's 108,000 frames
 
 def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, seed: int, writer=None,
              global_step: int = 0, video_dir: str | None = None) -> list:
-    """Returns of whole episodes with the deterministic policy (the Gaussian mean or the likeliest action)
-    and the observation statistics frozen as training left them; their mean is printed and logged. An env
-    without a time limit gets one of EVAL_STEP_CAP steps, or a policy that never ends an episode would never
-    return."""
+    """Returns of whole episodes with the deterministic policy (the Gaussian mean or the likeliest action) and the
+    observation statistics frozen as training left them; their mean is printed and logged. An env without a time limit
+    gets one of EVAL_STEP_CAP steps, or a policy that never ends an episode would never return."""
     if episodes == 0:
         return []
     env = make_envs(env_id, 1, video_dir, eval_episodes=episodes)
@@ -549,9 +535,7 @@ def evaluate(agent: Agent, obs_rms: RunningMeanStd, env_id: str, episodes: int, 
     ep_return, ep_length = 0.0, 0
     while len(returns) < episodes:
         action = agent.act(obs_rms.normalize(obs), None, deterministic=True)
-        if agent.continuous:
-            action = np.clip(action, env.single_action_space.low, env.single_action_space.high)
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, _ = env.step(agent.env_action(action))
         ep_return, ep_length = ep_return + reward[0], ep_length + 1
         if terminated[0] or truncated[0] or ep_length == cap:
             if not (terminated[0] or truncated[0]):
@@ -582,19 +566,18 @@ def checkpoint(args, agent, optimizer, obs_rms, rng, iteration, global_step, rec
 
 
 def load_statistics(obs_rms: RunningMeanStd, saved: list) -> RunningMeanStd:
-    (mean, var, obs_rms.count) = saved
-    obs_rms.mean, obs_rms.var = mean.numpy(), var.numpy()
+    obs_rms.mean, obs_rms.var, obs_rms.count = saved[0].numpy(), saved[1].numpy(), saved[2]
     return obs_rms
 
 
-def restore(ckpt: dict, agent: Agent, optimizer, obs_rms: RunningMeanStd, rng) -> tuple[int, int, list, int]:
+def restore(ckpt: dict, agent: Agent, optimizer, obs_rms: RunningMeanStd, rng) -> tuple[int, int, list, int, float]:
     """--resume: the networks, optimiser, statistics and RNG states as the checkpoint holds them, in place;
-    returns the iteration, global step, recent returns and the envs' seed."""
+    returns the iteration, global step, recent returns, the envs' seed and beta."""
     agent.load_state_dict(ckpt["model"])  # in place, so act()'s numpy views stay valid
     optimizer.load_state_dict(ckpt["optimizer"])
     load_statistics(obs_rms, ckpt["obs_rms"])
     rng.bit_generator.state = ckpt["rng"][3]
-    return ppo_run.resume_point(ckpt)
+    return (*ppo_run.resume_point(ckpt), ckpt["beta"])
 
 
 def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
@@ -607,8 +590,7 @@ def agent_from(ckpt: dict) -> tuple[Agent, RunningMeanStd]:
 
 
 class RunAlone:
-    """Run management without ppo_run.py: a run folder with TensorBoard's log, videos and, with --save-model, the
-    final model. No checkpoints, resume, stop signals, divergence guard or W&B."""
+    """Run management without ppo_run.py: the run folder, TensorBoard's log, videos and --save-model's final model."""
     ckpt = None  # nothing to resume
 
     def __init__(self, args: Args):

@@ -4,8 +4,7 @@ own settings and RNG states; SIGTERM and Ctrl-C, which stop the run at the end o
 checkpoint; the divergence guard; --eval-checkpoint; video numbers across a resume; and --track (W&B).
 
 It holds no algorithm: what a checkpoint holds is each script's own (its `checkpoint`, `restore` and
-`agent_from`). A script copied without this file still trains, logs, records video, saves and evaluates.
-"""
+`agent_from`). A script copied without this file still trains, logs, records video, saves and evaluates."""
 import dataclasses
 import os
 import random

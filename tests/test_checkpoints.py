@@ -385,7 +385,7 @@ def bad_commands(name, tmp_path):
              (["--resume", str(tmp_path / "own.pt"), "--learning-rate", "0.1"], "--learning-rate cannot change"),
              (["--run-dir", str(tmp_path / "taken")], "holds a run already"),
              (["--run-dir", str(tmp_path / "logged")], "holds a run already"),  # TensorBoard's events alone
-             (["--resume", str(tmp_path / "other_version.pt")], f"comes from another version of {name}.py: its "
+             (["--resume", str(tmp_path / "other_version.pt")], f"comes from another version of {name}.py: "
                                                                 "--no-such-flag 3 (not in this version)"),
              (["--eval-checkpoint", str(tmp_path / "other_version.pt")], "another version")]
     cases.append((["--run-dir", str(tmp_path / "long"), "--exp-name", "x" * 300, "--save-model"], "File name too long"))
