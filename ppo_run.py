@@ -24,10 +24,6 @@ RESUME_FLAGS = {"resume", "run_dir", "checkpoint_every", "save_model", "eval_epi
                 "eval_checkpoint", "track", "wandb_project_name", "wandb_entity"}
 
 
-def first_line(e: BaseException) -> str:
-    return (str(e).splitlines() or [type(e).__name__])[0]
-
-
 # ---- Checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(ckpt: dict, path: str) -> None:
     """Write a temporary file, then rename it over the old one: a kill during a save leaves the last one whole."""
@@ -45,7 +41,7 @@ def load_checkpoint(path: str, Args: type, script: str, removed: dict | None = N
     try:
         ckpt = torch.load(path)
     except Exception as e:  # missing, truncated, or not a checkpoint at all
-        sys.exit(f"error: cannot read checkpoint {path}: {first_line(e)}")
+        sys.exit(f"error: cannot read checkpoint {path}: {(str(e).splitlines() or [type(e).__name__])[0]}")
     if not isinstance(ckpt, dict) or ckpt.get("script") != script or not isinstance(ckpt.get("args"), dict):
         sys.exit(f"error: {path} is not a checkpoint of this {script}.py")
     saved = {k: v for k, v in ckpt["args"].items() if not (k in (removed or {}) and v == removed[k])}
@@ -104,8 +100,8 @@ def start_tracking(args, wandb_id: str | None):
         return wandb.init(**settings)
     except Exception as e:  # no login (UsageError) or no network (CommError)
         wandb.teardown()
-        print(f"W&B is unreachable ({first_line(e)}): logging offline; upload later with: "
-              f"wandb sync {args.run_dir}/wandb/offline-run-*", flush=True)
+        print(f"W&B is unreachable ({(str(e).splitlines() or [type(e).__name__])[0]}): logging offline; upload "
+              f"later with: wandb sync {args.run_dir}/wandb/offline-run-*", flush=True)
         return wandb.init(**settings, mode="offline")
 
 
@@ -192,6 +188,7 @@ class Run:
         for name, value in [("losses", losses), ("gradient norm", grad_norms), ("parameters", params)]:
             if not value.isfinite().all():
                 last = f"the last good checkpoint is {self.last[0]} (iteration {self.last[1]})" if self.last else None
+                self.writer.close()  # what was logged up to here, the non-finite values included, is on disk
                 self.restore_signals()
                 sys.exit(f"error: training diverged at iteration {iteration}: non-finite {name}; "
                          f"{last or 'no checkpoint was saved yet'}")
