@@ -148,8 +148,8 @@ class ServeLoses(gym.Env):
 
 
 def test_a_game_that_ends_in_the_serve_after_a_lost_life_keeps_its_score():
-    envs = gym.vector.SyncVectorEnv([lambda: mod.EpisodicLifeFireReset(gym.wrappers.RecordEpisodeStatistics(ServeLoses()))],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    game = lambda: mod.EpisodicLifeFireReset(gym.wrappers.RecordEpisodeStatistics(ServeLoses()))  # noqa: E731
+    envs = gym.vector.SyncVectorEnv([game], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     envs.reset(seed=0)  # the reset serves: step 1
     for _ in range(2):
         _, _, terminated, _, info = envs.step(np.array([0]))

@@ -31,7 +31,8 @@ def test_the_run_module_keeps_its_budget():
 
 @pytest.mark.parametrize("name", [*SCRIPTS, MODULE])
 def test_no_file_imports_a_script(name):
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree(name)) if isinstance(node, (ast.Import, ast.ImportFrom))
+    imports = [node for node in ast.walk(tree(name)) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    imported = {alias.name.split(".")[0] for node in imports
                 for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
     assert not imported & set(SCRIPTS), imported & set(SCRIPTS)
 
