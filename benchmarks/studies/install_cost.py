@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 from benchmarks.common import record  # noqa: E402
 
-OPTIONAL = ["moviepy", "pygame", "wandb"]  # in requirements.txt for --capture-video and --track
+OPTIONAL = ["moviepy", "pygame-ce", "wandb"]  # in requirements.txt for --capture-video and --track
 
 
 def folder_bytes(path: str) -> int:
