@@ -158,8 +158,9 @@ class Run:
         if not ckpt:
             table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
             self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
-        if self.video_dir and self.recorder():  # numbered on past the stopped run's (ppo_atari.py's workers: its own)
-            self.recorder().episode_id = self.first_video_episode - 1  # RecordVideo adds one at each reset
+        recorder = self.recorder() if self.video_dir else None
+        if recorder:  # numbered on past the stopped run's videos (ppo_atari.py's workers number their own)
+            recorder.episode_id = self.first_video_episode - 1  # RecordVideo adds one at each reset
         self.videos = os.path.join(args.run_dir, "videos")
         self.logged = set(os.listdir(self.videos)) if os.path.isdir(self.videos) else set()
         for sig in (signal.SIGTERM, signal.SIGINT):  # clusters send SIGTERM before they pre-empt
