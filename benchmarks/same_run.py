@@ -15,9 +15,12 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from benchmarks.sweep import scalars  # noqa: E402
 
 SMALL = ["--num-envs", "2", "--num-steps", "128", "--num-minibatches", "4", "--update-epochs", "3",
          "--total-timesteps", "1024", "--eval-episodes", "2"]
@@ -30,13 +33,12 @@ CASES = [("ppo_clip", "CartPole-v1", SMALL), ("ppo_clip", "Hopper-v4", SMALL),
 NOT_LEARNING = {"wandb_id", "env0_episodes", "path"}
 
 
-def train(checkout: str, script: str, env_id: str, flags: list, folder: str) -> dict:
+def train(checkout: str, script: str, env_id: str, flags: list, folder: str) -> None:
     cmd = [sys.executable, os.path.join(checkout, f"{script}.py"), "--env-id", env_id, "--seed", "3",
            "--run-dir", folder, "--checkpoint-every", "1", "--save-model", "--threads", "1", *flags]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(folder))
     if done.returncode:
         sys.exit(f"error: {' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return {"log": done.stdout, "folder": folder}
 
 
 def differences(a, b, where: str = "") -> list:
@@ -73,11 +75,13 @@ def main() -> None:
             for side, checkout in [("before", a.before), ("after", a.after)]:
                 folder = os.path.join(tmp, f"{side}-{script}-{env_id}")
                 train(checkout, script, env_id, flags, folder)
-                logged = {t: v for t, v in _scalars(folder).items() if t != "charts/SPS"}
+                logged = {t: v for t, v in scalars(folder, None).items() if t != "charts/SPS"}
                 runs[side] = (logged, torch.load(os.path.join(folder, "checkpoint.pt")),
                               torch.load(os.path.join(folder, f"{script}.pt")))
             (s0, c0, m0), (s1, c1, m1) = runs["before"], runs["after"]
-            found = [] if s0 == s1 else [f"scalars differ: {sorted(t for t in set(s0) | set(s1) if s0.get(t) != s1.get(t))}"]
+            differ = sorted(t for t in set(s0) | set(s1)
+                            if t not in s0 or t not in s1 or not np.array_equal(s0[t], s1[t], equal_nan=True))
+            found = [f"scalars differ: {differ}"] if differ else []
             args0, args1 = c0.pop("args"), c1.pop("args")
             m0.pop("args"), m1.pop("args")
             only = sorted(set(args0) ^ set(args1))
@@ -92,12 +96,6 @@ def main() -> None:
             failed += bool(found)
     sys.exit(1 if failed else 0)
 
-
-def _scalars(folder: str) -> dict:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    acc = EventAccumulator(folder, size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 if __name__ == "__main__":

@@ -84,13 +84,15 @@ def _tied_to_its_parent(niceness: int):
     return setup
 
 
-def scalars(run_dir: str, tags: list) -> dict:
-    """{tag: (step, value) rows} of a run's TensorBoard scalars, read in one pass; a tag never logged is absent."""
+def scalars(run_dir: str, tags: list | None) -> dict:
+    """{tag: (step, value) rows} of a run's TensorBoard scalars (every tag with None), read in one pass; a tag never
+    logged is absent."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     acc.Reload()
     logged = set(acc.Tags()["scalars"])
-    return {tag: np.array([(e.step, e.value) for e in acc.Scalars(tag)]) for tag in tags if tag in logged}
+    wanted = logged if tags is None else tags
+    return {tag: np.array([(e.step, e.value) for e in acc.Scalars(tag)]) for tag in wanted if tag in logged}
 
 
 def _set_aside_a_lost_start(folder: str) -> str | None:
