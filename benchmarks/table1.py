@@ -22,7 +22,7 @@ Each finished run (its score, wall time and learning curve) and each random-poli
 results/table1.jsonl as it completes, with the machine, versions and command. The same command again, on
 any machine, skips the runs recorded there (same budget, flags and protocol) and resumes the others from
 their checkpoints in the storage (--fresh runs them all again). The table goes to stdout and to
-results/table1.md.
+results/table1.md (results/table1_full.md with --full).
 """
 import argparse
 import json
@@ -115,28 +115,105 @@ def recorded(total_timesteps: int, common: str, protocol: str | None) -> dict:
             and r.get("protocol") == protocol}
 
 
+def table_scores(raw: dict, random: dict) -> dict:
+    """The paper's scoring. raw: {setting: {task: [score of each seed]}}; random: {task: random policy's score}.
+    Per task, random = 0 and the best setting's mean over seeds = 1; a setting's figure is the mean of its
+    normalised scores over every task and seed. Returns {setting: (figure, {task: normalised mean})}."""
+    tasks = list(random)
+    best = {t: max(np.mean(by_task[t]) for by_task in raw.values()) for t in tasks}
+    out = {}
+    for setting, by_task in raw.items():
+        norm = {t: (np.asarray(by_task[t], float) - random[t]) / (best[t] - random[t]) for t in tasks}
+        out[setting] = (float(np.mean(np.concatenate([norm[t] for t in tasks]))),
+                        {t: float(norm[t].mean()) for t in tasks})
+    return out
+
+
+def bootstrap(raw: dict, random: dict, draws: int = 4000, seed: int = 0) -> dict:
+    """{setting: the table's figure in each of `draws` bootstrap replicates}. A replicate redraws, with
+    replacement, each (setting, task)'s seeds from its own: the design's unit of noise is a seed of one setting
+    on one task, and tasks are the paper's fixed seven, not a sample. The best setting per task is found
+    again in every replicate, since it too is measured."""
+    rng = np.random.default_rng(seed)
+    out = {setting: np.empty(draws) for setting in raw}
+    for i in range(draws):
+        again = {s: {t: rng.choice(np.asarray(x, float), len(x)) for t, x in by_task.items()} for s, by_task in raw.items()}
+        for setting, (figure, _) in table_scores(again, random).items():
+            out[setting][i] = figure
+    return out
+
+
+def interval(x: np.ndarray) -> tuple:
+    return float(np.percentile(x, 2.5)), float(np.percentile(x, 97.5))
+
+
+def verdicts(figures: dict, draws: dict) -> list:
+    """The paper's three claims about Table 1, each tested on the bootstrap replicates: a difference counts
+    when its 95% interval excludes 0, and "about as well" when that interval lies within +-0.1."""
+    clip = "clipping, eps = 0.2"
+    adaptive = max((s for s in figures if s.startswith("adaptive")), key=figures.get)
+    fixed = max((s for s in figures if s.startswith("fixed")), key=figures.get)
+
+    def gap(a, b):
+        low, high = interval(draws[a] - draws[b])
+        return figures[a] - figures[b], low, high
+
+    def said(name, rule_holds, rule_fails, numbers):
+        return f"- {name}: **{'holds' if rule_holds else 'fails' if rule_fails else 'cannot be told apart'}**. {numbers}"
+    gaps = {s: gap(clip, s) for s in figures if s != clip}
+    behind = [s for s, (_, low, _) in gaps.items() if low <= 0]
+    above = [s for s, (_, _, high) in gaps.items() if high < 0]
+    first = said("1. Clipping with eps = 0.2 scores best", not behind, bool(above),
+                 f"eps = 0.2 scores {figures[clip]:.2f}; its gaps to the others, with 95% intervals: " + "; ".join(
+                     f"{s} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for s, (d, lo, hi) in sorted(gaps.items(), key=lambda x: x[1][0])[:3])
+                 + (f" (and larger to the other {len(gaps) - 3})" if len(gaps) > 3 else ""))
+    cpi = "no clipping or penalty"
+    low, high = interval(draws[cpi])
+    second = said("2. No clipping or penalty falls below the random policy", high < 0, low > 0,
+                  f"{figures[cpi]:.2f} [{low:.2f}, {high:.2f}] (the paper: -0.39)")
+    d, lo, hi = gap(adaptive, fixed)
+    trail = [gap(clip, adaptive), gap(clip, fixed)]
+    third = said("3. The adaptive KL penalty does about as well as the best fixed beta, and both trail clipping",
+                 -0.1 <= lo and hi <= 0.1 and all(x[1] > 0 for x in trail),
+                 hi < -0.1 or lo > 0.1 or any(x[2] < 0 for x in trail),
+                 f"best adaptive ({adaptive}) minus best fixed ({fixed}): {d:+.2f} [{lo:+.2f}, {hi:+.2f}]; "
+                 f"eps = 0.2 minus them: {trail[0][0]:+.2f} [{trail[0][1]:+.2f}, {trail[0][2]:+.2f}] and "
+                 f"{trail[1][0]:+.2f} [{trail[1][1]:+.2f}, {trail[1][2]:+.2f}]")
+    return [first, second, third]
+
+
 def table(tasks: list, seeds: list, total_timesteps: int, common: str, protocol: str | None) -> str:
-    """The normalised-score table for one budget, from results/table1.jsonl (the newest row of each run)."""
+    """The normalised-score table for one budget, from results/table1.jsonl (the newest row of each run), with
+    each figure's bootstrap standard error and the verdict on the paper's claims."""
     runs = {key: r["last100"] for key, r in recorded(total_timesteps, common, protocol).items()}
     random = {r["env_id"]: r["score"] for r in rows("random")}
-    raw = {(s, t): [runs[(s, t, seed)] for seed in seeds if (s, t, seed) in runs] for s, *_ in SETTINGS for t in tasks}
-    done = [t for t in tasks if t in random and all(raw[(s, t)] for s, *_ in SETTINGS)]
-    best = {t: max(np.mean(raw[(s, t)]) for s, *_ in SETTINGS) for t in done}
-    lines = [f"Budget: {', '.join(done)}; seeds {', '.join(map(str, seeds))}; {total_timesteps:,} steps per run. "
-             f"Score: mean return of the last 100 training episodes; per task random policy = 0, best setting = 1.",
-             "", "| setting | paper (7 tasks x 3 seeds x 1M) | here, mean over tasks and seeds | "
-             + " | ".join(f"{t} normalised (raw)" for t in done) + " |", "|---|---|---|" + "---|" * len(done)]
+    cell = {(s, t): [runs[(s, t, seed)] for seed in seeds if (s, t, seed) in runs] for s, *_ in SETTINGS for t in tasks}
+    done = [t for t in tasks if t in random and all(cell[(s, t)] for s, *_ in SETTINGS)]
+    if not done:
+        return f"No task has a run of every setting yet at {total_timesteps:,} steps (protocol {protocol})."
+    raw = {s: {t: cell[(s, t)] for t in done} for s, *_ in SETTINGS}
+    scored = table_scores(raw, {t: random[t] for t in done})
+    many = all(len(x) > 1 for by_task in raw.values() for x in by_task.values())
+    draws = bootstrap(raw, {t: random[t] for t in done}) if many else {}
+    counts = sorted({len(x) for by_task in raw.values() for x in by_task.values()})
+    lines = [f"Budget: {', '.join(done)}; {'-'.join(map(str, counts))} of seeds {', '.join(map(str, seeds))} per "
+             f"task; {total_timesteps:,} steps per run; protocol {protocol}. Score: mean return of the last 100 "
+             "training episodes; per task random policy = 0, best setting = 1. SE: bootstrap over seeds within "
+             "each setting and task (4000 replicates).", "",
+             "| setting | paper (7 tasks x 3 seeds x 1M) | here | SE | "
+             + " | ".join(f"{t} normalised (raw)" for t in done) + " |", "|---|---|---|---|" + "---|" * len(done)]
     for s, script, flags, paper in SETTINGS:
-        norm = {t: [(x - random[t]) / (best[t] - random[t]) for x in raw[(s, t)]] for t in done}
-        every = [x for t in done for x in norm[t]]
-        here = f"{np.mean(every):.2f}" if every else "n/a"
-        lines.append(f"| {s} | {paper:.2f} | {here} | "
-                     + " | ".join(f"{np.mean(norm[t]):.2f} ({np.mean(raw[(s, t)]):.1f})" for t in done) + " |")
-    lines.append("| random policy (uniform actions) | 0 | 0 | "
+        figure, per_task = scored[s]
+        se = f"{draws[s].std():.2f}" if draws else "n/a"
+        lines.append(f"| {s} | {paper:.2f} | {figure:.2f} | {se} | "
+                     + " | ".join(f"{per_task[t]:.2f} ({np.mean(raw[s][t]):.1f})" for t in done) + " |")
+    lines.append("| random policy (uniform actions) | 0 | 0 | | "
                  + " | ".join(f"0 ({random[t]:.1f})" for t in done) + " |")
     missing = [t for t in tasks if t not in done]
     if missing:
         lines.append(f"\nNot in the table (runs missing): {', '.join(missing)}")
+    if draws:
+        lines += ["", "The paper's claims, at this budget:"] + verdicts({s: f for s, (f, _) in scored.items()}, draws)
     return "\n".join(lines)
 
 
@@ -205,7 +282,7 @@ def main() -> None:
     text = table(tasks, seeds, steps, common, protocol)
     print(text)
     if not a.report_only:
-        with open(os.path.join(RESULTS, "table1.md"), "w") as f:
+        with open(os.path.join(RESULTS, "table1_full.md" if a.full else "table1.md"), "w") as f:
             f.write(f"# Table 1, reproduced\n\n`python benchmarks/{os.path.basename(sys.argv[0])} "
                     f"{' '.join(sys.argv[1:])}`\n\n{text}\n\n"
                     + "; ".join(f"{k} {v}" for k, v in environment().items()) + "\n")

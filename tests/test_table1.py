@@ -1,0 +1,72 @@
+"""benchmarks/table1.py: the paper's scoring, its bootstrap standard error, the verdicts, the learning curve a
+row keeps, and which recorded rows a sweep skips."""
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import table1
+
+
+def test_scores_are_normalised_as_the_paper_says():
+    """By hand: on task a the random policy scores 10 and the best setting's mean is 30 (setting y: 20 and
+    40), so x's seeds 10 and 20 become 0 and 0.5; on task b random is 0, best is x's mean 5 (2, 8), so y's 1
+    and 3 become 0.2 and 0.6. A setting's figure averages its four normalised runs."""
+    raw = {"x": {"a": [10, 20], "b": [2, 8]}, "y": {"a": [20, 40], "b": [1, 3]}}
+    scored = table1.table_scores(raw, {"a": 10.0, "b": 0.0})
+    assert scored["x"][0] == pytest.approx((0 + 0.5 + 0.4 + 1.6) / 4)
+    assert scored["y"][0] == pytest.approx((0.5 + 1.5 + 0.2 + 0.6) / 4)
+    assert scored["x"][1] == pytest.approx({"a": 0.25, "b": 1.0})
+    assert scored["y"][1] == pytest.approx({"a": 1.0, "b": 0.4})
+
+
+def test_bootstrap_error_matches_the_closed_form():
+    """When the best setting never varies (every seed scores 50) and the random policy scores 0, the other
+    setting's figure is its mean over n seeds / 50, and the bootstrap variance of a mean of n draws with
+    replacement is exactly the plug-in variance over n: SE = sqrt(mean((x - mean x)^2) / n) / 50."""
+    x = np.array([3.0, 11.0, 25.0])
+    draws = table1.bootstrap({"best": {"t": [50.0] * 3}, "other": {"t": list(x)}}, {"t": 0.0}, draws=20000)
+    closed = np.sqrt(((x - x.mean()) ** 2).mean() / len(x)) / 50
+    assert draws["other"].std() == pytest.approx(closed, rel=0.03)
+    assert draws["other"].mean() == pytest.approx(x.mean() / 50, rel=0.01)
+    assert np.all(draws["best"] == 1.0)
+
+
+def _verdicts(figures):
+    """The verdicts on replicates centred on the given figures with spread 0.01: narrow intervals, so that each
+    verdict is clear-cut."""
+    rng = np.random.default_rng(0)
+    return table1.verdicts(figures, {s: f + 0.01 * rng.standard_normal(2000) for s, f in figures.items()})
+
+
+def test_verdicts_hold_fail_or_cannot_tell():
+    paper = {s: score for s, _, _, score in table1.SETTINGS}  # the paper's own table: every claim holds
+    said = _verdicts(paper)
+    assert all("**holds**" in line for line in said), said
+    worse = {**paper, "clipping, eps = 0.3": 0.9, "no clipping or penalty": 0.3,
+             **{s: 0.5 for s in paper if s.startswith("adaptive")}}
+    said = _verdicts(worse)  # eps 0.3 above 0.2, L^CPI above random, adaptive 0.22 below the best fixed beta
+    assert all("**fails**" in line for line in said), said
+    close = {**paper, "clipping, eps = 0.1": 0.82, "no clipping or penalty": 0.0}
+    said = _verdicts(close)  # a tie at the top and L^CPI at random: neither can be told apart
+    assert "**cannot be told apart**" in said[0] and "**cannot be told apart**" in said[1], said
+
+
+def test_the_curve_is_the_mean_return_per_window():
+    """Episodes ending at steps 5,000 and 15,000 fall in the first 20k window; one at 40,000 closes the second
+    (a window holds its right end); none ends in the third."""
+    curve = [[5000, 1.0], [15000, 3.0], [40000, 10.0]]
+    assert table1.binned_curve(curve, 60000) == [2.0, 10.0, None]
+
+
+def test_a_sweep_skips_only_runs_of_its_budget_flags_and_protocol(tmp_path, monkeypatch):
+    monkeypatch.setattr(table1, "RESULTS", str(tmp_path))
+    flags = table1.run_flags(table1.PAPER_FLAGS)["clipping, eps = 0.2"]
+    row = dict(kind="run", setting="clipping, eps = 0.2", env_id="Hopper-v4", seed=1, total_timesteps=1_000_000,
+               flags=flags, protocol=table1.PROTOCOL, last100=1.0)
+    others = [dict(row, protocol=None), dict(row, total_timesteps=200_000), dict(row, flags=flags + " --seed 2"),
+              dict(row, seed=2, last100=2.0), dict(row, last100=3.0)]  # the newest row of a run wins
+    (tmp_path / "table1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [row, *others]))
+    got = table1.recorded(1_000_000, table1.PAPER_FLAGS, table1.PROTOCOL)
+    assert {k: r["last100"] for k, r in got.items()} == {("clipping, eps = 0.2", "Hopper-v4", 1): 3.0,
+                                                         ("clipping, eps = 0.2", "Hopper-v4", 2): 2.0}
