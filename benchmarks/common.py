@@ -22,11 +22,12 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 def code_version() -> str:
     """The commit the scripts ran at, taken when this module loads (runs outlast later commits), with
-    "+modified" when a tracked .py file differed from it (a new, untracked file changes no run)."""
+    "+modified" when a tracked .py file outside tests/ differed from it (a new, untracked file, or a test,
+    changes no run)."""
     def git(*cmd):
         return subprocess.run(["git", "-C", ROOT, *cmd], capture_output=True, text=True).stdout.strip()
     commit = git("rev-parse", "--short", "HEAD")
-    modified = git("status", "--porcelain", "--untracked-files=no", "--", "*.py")
+    modified = git("status", "--porcelain", "--untracked-files=no", "--", "*.py", ":!tests/*")
     return (commit + ("+modified" if modified else "")) if commit else "unknown"
 
 
