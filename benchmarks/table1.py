@@ -147,9 +147,11 @@ def interval(x: np.ndarray) -> tuple:
     return float(np.percentile(x, 2.5)), float(np.percentile(x, 97.5))
 
 
-def verdicts(figures: dict, draws: dict) -> list:
+def verdicts(figures: dict, draws: dict, per_task: dict | None = None) -> list:
     """The paper's three claims about Table 1, each tested on the bootstrap replicates: a difference counts
-    when its 95% interval excludes 0, and "about as well" when that interval lies within +-0.1."""
+    when its 95% interval excludes 0, and "about as well" when that interval lies within +-0.1. With per_task
+    ({setting: {task: normalised mean}}), each verdict also gives its comparison task by task, to show which
+    tasks drive it."""
     clip = "clipping, eps = 0.2"
     adaptive = max((s for s in figures if s.startswith("adaptive")), key=figures.get)
     fixed = max((s for s in figures if s.startswith("fixed")), key=figures.get)
@@ -179,6 +181,15 @@ def verdicts(figures: dict, draws: dict) -> list:
                  f"best adaptive ({adaptive}) minus best fixed ({fixed}): {d:+.2f} [{lo:+.2f}, {hi:+.2f}]; "
                  f"eps = 0.2 minus them: {trail[0][0]:+.2f} [{trail[0][1]:+.2f}, {trail[0][2]:+.2f}] and "
                  f"{trail[1][0]:+.2f} [{trail[1][1]:+.2f}, {trail[1][2]:+.2f}]")
+    if per_task:
+        rival = max((s for s in figures if s != clip), key=figures.get)
+
+        def by_task(a, b=None):
+            return "  By task: " + ", ".join(
+                f"{t.split('-')[0]} {per_task[a][t] - (per_task[b][t] if b else 0):+.2f}" for t in per_task[a])
+        first += f"\n{by_task(clip, rival)} (eps = 0.2 minus {rival})"
+        second += f"\n{by_task(cpi)}"
+        third += f"\n{by_task(adaptive, fixed)} (best adaptive minus best fixed)"
     return [first, second, third]
 
 
@@ -213,7 +224,8 @@ def table(tasks: list, seeds: list, total_timesteps: int, common: str, protocol:
     if missing:
         lines.append(f"\nNot in the table (runs missing): {', '.join(missing)}")
     if draws:
-        lines += ["", "The paper's claims, at this budget:"] + verdicts({s: f for s, (f, _) in scored.items()}, draws)
+        lines += ["", "The paper's claims, at this budget:"] + verdicts({s: f for s, (f, _) in scored.items()}, draws,
+                                                                    {s: t for s, (_, t) in scored.items()})
     return "\n".join(lines)
 
 

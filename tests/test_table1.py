@@ -70,3 +70,23 @@ def test_a_sweep_skips_only_runs_of_its_budget_flags_and_protocol(tmp_path, monk
     got = table1.recorded(1_000_000, table1.PAPER_FLAGS, table1.PROTOCOL)
     assert {k: r["last100"] for k, r in got.items()} == {("clipping, eps = 0.2", "Hopper-v4", 1): 3.0,
                                                          ("clipping, eps = 0.2", "Hopper-v4", 2): 2.0}
+
+
+def test_the_table_gives_each_setting_its_error_and_the_verdicts_by_task(tmp_path, monkeypatch):
+    """Two tasks, two seeds a setting, every run on task a scoring the paper's figure x 100 and on task b the
+    paper's figure x 10, plus or minus 1% of the scale between seeds; random 0. eps = 0.2 is then best on both
+    tasks, 6 points of 82 (0.07) above eps = 0.1, the next best."""
+    monkeypatch.setattr(table1, "RESULTS", str(tmp_path))
+    flags_of = table1.run_flags(table1.PAPER_FLAGS)
+    rows = [dict(kind="random", env_id=t, score=0.0) for t in ["a-v0", "b-v0"]]
+    for setting, _, _, paper in table1.SETTINGS:
+        for task, scale in [("a-v0", 100), ("b-v0", 10)]:
+            for seed, noise in [(1, -scale / 100), (2, scale / 100)]:
+                rows.append(dict(kind="run", setting=setting, env_id=task, seed=seed, total_timesteps=1000,
+                                 flags=flags_of[setting], protocol=table1.PROTOCOL, last100=paper * scale + noise))
+    (tmp_path / "table1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = table1.table(["a-v0", "b-v0"], [1, 2], 1000, table1.PAPER_FLAGS, table1.PROTOCOL)
+    # eps 0.1 on task a: (76 -+ 1) / 82, on b: (7.6 -+ 0.1) / 8.2, both 0.927 on average
+    assert "| clipping, eps = 0.1 | 0.76 | 0.93 |" in text
+    claims = text.split("claims")[1].splitlines()
+    assert "**holds**" in claims[1] and "By task: a +0.07, b +0.07 (eps = 0.2 minus clipping, eps = 0.1)" in claims[2]
