@@ -196,12 +196,16 @@ def verdicts(figures: dict, draws: dict, per_task: dict | None = None) -> list:
 def table(tasks: list, seeds: list, total_timesteps: int, common: str, protocol: str | None) -> str:
     """The normalised-score table for one budget, from results/table1.jsonl (the newest row of each run), with
     each figure's bootstrap standard error and the verdict on the paper's claims."""
-    runs = {key: r["last100"] for key, r in recorded(total_timesteps, common, protocol).items()}
+    found = recorded(total_timesteps, common, protocol)
+    runs = {key: r["last100"] for key, r in found.items()}
+    hours = sum(r.get("wall_s") or 0 for r in found.values()) / 3600
+    cost = (f"Recorded: {len(found)} runs at this budget and protocol, {hours:.1f} core-hours (each run's wall "
+            "time on one core; a resumed run counts its last attempt only).")
     random = {r["env_id"]: r["score"] for r in rows("random")}
     cell = {(s, t): [runs[(s, t, seed)] for seed in seeds if (s, t, seed) in runs] for s, *_ in SETTINGS for t in tasks}
     done = [t for t in tasks if t in random and all(cell[(s, t)] for s, *_ in SETTINGS)]
     if not done:
-        return f"No task has a run of every setting yet at {total_timesteps:,} steps (protocol {protocol})."
+        return f"No task has a run of every setting yet at {total_timesteps:,} steps (protocol {protocol}). {cost}"
     raw = {s: {t: cell[(s, t)] for t in done} for s, *_ in SETTINGS}
     scored = table_scores(raw, {t: random[t] for t in done})
     many = all(len(x) > 1 for by_task in raw.values() for x in by_task.values())
@@ -223,6 +227,7 @@ def table(tasks: list, seeds: list, total_timesteps: int, common: str, protocol:
     missing = [t for t in tasks if t not in done]
     if missing:
         lines.append(f"\nNot in the table (runs missing): {', '.join(missing)}")
+    lines.append(f"\n{cost}")
     if draws:
         lines += ["", "The paper's claims, at this budget:"] + verdicts({s: f for s, (f, _) in scored.items()}, draws,
                                                                     {s: t for s, (_, t) in scored.items()})
