@@ -78,7 +78,8 @@ def draw_figure3(runs: dict, out: str) -> list:
         ax.axhline(FIGURE3[task], color="black", ls="--", lw=1, label="paper, Figure 3 (about)")
         if rows:
             curves = np.array([[np.nan if v is None else v for v in r["curve"]] for r in rows], float)
-            steps = window * np.arange(1, curves.shape[1] + 1)
+            seen = np.isfinite(curves).any(0)  # a window in which no seed ended an episode has no point
+            curves, steps = curves[:, seen], window * np.arange(1, len(seen) + 1)[seen]
             ax.plot(steps, np.nanmean(curves, 0), label=f"here, mean of {len(rows)} seeds")
             ax.fill_between(steps, np.nanmin(curves, 0), np.nanmax(curves, 0), alpha=0.25)
             scores = [r["last100"] for r in rows]

@@ -90,3 +90,22 @@ def test_the_table_gives_each_setting_its_error_and_the_verdicts_by_task(tmp_pat
     assert "| clipping, eps = 0.1 | 0.76 | 0.93 |" in text
     claims = text.split("claims")[1].splitlines()
     assert "**holds**" in claims[1] and "By task: a +0.07, b +0.07 (eps = 0.2 minus clipping, eps = 0.1)" in claims[2]
+
+
+def test_the_figures_draw_from_the_recorded_rows(tmp_path, monkeypatch):
+    """Figure 3's table gives, per task, the mean and the (population) std over seeds of the eps = 0.2 runs'
+    scores: here 10 and 20 on Hopper, so 15.0 +- 5.0; both PNGs are written once every setting has a run."""
+    from benchmarks import table1_figures
+    monkeypatch.setattr(table1, "RESULTS", str(tmp_path))
+    flags_of = table1.run_flags(table1.PAPER_FLAGS)
+    rows = [dict(kind="random", env_id="Hopper-v4", score=0.0)]
+    for setting, *_ in table1.SETTINGS:
+        for seed, score in [(1, 10.0), (2, 20.0)]:
+            rows.append(dict(kind="run", setting=setting, env_id="Hopper-v4", seed=seed, total_timesteps=1_000_000,
+                             flags=flags_of[setting], protocol=table1.PROTOCOL, last100=score,
+                             curve=[None] + [score] * 49))
+    (tmp_path / "table1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = table1_figures.full_runs()
+    assert table1_figures.draw_table1(runs, str(tmp_path / "t.png")) == str(tmp_path / "t.png")
+    assert table1_figures.draw_figure3(runs, str(tmp_path / "f.png")) == [("Hopper-v4", 2, 15.0, 5.0, 2250)]
+    assert (tmp_path / "t.png").stat().st_size > 10_000 and (tmp_path / "f.png").stat().st_size > 10_000
