@@ -15,6 +15,8 @@ or on any Ray cluster. learning.py and table1.py hand their runs to `sweep()`; t
   log's tail.
 - No orphans: the subprocess gets SIGTERM when its worker dies (Linux's parent-death signal), which makes the
   script checkpoint and exit, and it holds a lock on its folder, so a retry waits until it is gone.
+- Stopping: Ctrl-C or SIGTERM to the driver cancels the queued runs and has each run in flight save a checkpoint
+  and exit; the driver then exits 1, and the same command resumes them.
 - Priority: Ray starts its workers at niceness 15, which a subprocess inherits (issue 16 reports such runs
   getting 10% of a core next to other work). Runs go back to niceness 0, as a run started by hand, where the
   OS allows it (root, or CAP_SYS_NICE); elsewhere they keep 15 and the result says so.
@@ -34,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -138,7 +141,14 @@ def execute(run: Run, storage: str, commit: str, niceness: int = 0) -> dict:
             log.write(f"== pid {child.pid}\n")
             log.flush()
             priority = os.getpriority(os.PRIO_PROCESS, child.pid)  # set before exec, and not reaped yet
-            _, status, usage = os.wait4(child.pid, 0)
+            try:  # polled: ray.cancel's interrupt, as a sweep stops, is raised between bytecodes, not in a wait
+                while not (waited := os.wait4(child.pid, os.WNOHANG))[0]:
+                    time.sleep(0.2)
+            except KeyboardInterrupt:  # the run saves a checkpoint at the end of its iteration, then exits
+                child.send_signal(signal.SIGTERM)
+                child.wait()
+                raise
+            _, status, usage = waited
             code = os.waitstatus_to_exitcode(status)
     text = open(log_path).read()
     attempt = text[text.rfind("\n== ") + 1:] if "\n== " in text else text
@@ -180,6 +190,10 @@ def connect(address: str | None, jobs: int | None = None) -> None:
         return
     if jobs and (address or os.environ.get("RAY_ADDRESS")):
         sys.exit("error: --jobs sets the CPUs of a local Ray; a cluster has its own: drop --jobs or --address")
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background (`cmd &`, nohup): Ray's
+        # processes would inherit the ignored SIGINT, which is how ray.cancel interrupts a task, so no run in
+        # flight could save its checkpoint when the sweep stops
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = dict(address=address, logging_level=logging.WARNING, log_to_driver=False,
                     runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
     if not (address or os.environ.get("RAY_ADDRESS")):  # a Ray of its own on this machine's cores: "local", or
@@ -200,6 +214,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--storage", default=STORAGE, help="run folders; on a cluster, a path every node shares")
     parser.add_argument("--fresh", action="store_true", help="run again the runs that finished already")
     parser.add_argument("--smoke", action="store_true", help="every run for one iteration, recording nothing")
+
+
+def _stop(pending: dict, signum: int) -> None:
+    """Stop a sweep: the queued runs never start, and each run in flight saves a checkpoint before it exits
+    (execute() passes ray.cancel's interrupt on to it as SIGTERM), so that the same command resumes it."""
+    import ray
+    print(f"stopping on {signal.Signals(signum).name}: {len(pending)} runs not finished; those in flight save a "
+          "checkpoint first", flush=True)
+    for ref in pending:
+        ray.cancel(ref)
+    for ref in pending:
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayError:  # cancelled, as asked
+            pass
+    sys.exit(f"stopped by {signal.Signals(signum).name}: the same command resumes the runs from their checkpoints")
 
 
 def sweep_from_args(runs: list, a, commit: str, on_result) -> list:
@@ -233,8 +263,19 @@ def sweep(runs: list, storage: str = STORAGE, address: str | None = None, fresh:
         pending = {task.options(num_cpus=r.cpus, num_gpus=r.gpus, max_retries=RETRIES, retry_exceptions=False)
                    .remote(r, storage, commit): r for r in todo}
         total_steps, steps_done, start = sum(r.total_timesteps for r in todo), 0, time.time()
+        stop, main_thread = [], threading.current_thread() is threading.main_thread()
+        if main_thread:  # SIGTERM stops a sweep as Ctrl-C does
+            previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
         while pending:
-            (ref,), _ = ray.wait(list(pending))
+            try:
+                ready, _ = ray.wait(list(pending), timeout=1.0)
+            except KeyboardInterrupt:
+                stop.append(signal.SIGINT)
+            if stop:
+                _stop(pending, stop[0])
+            if not ready:
+                continue
+            ref = ready[0]
             run = pending.pop(ref)
             try:
                 result = ray.get(ref)
@@ -259,4 +300,6 @@ def sweep(runs: list, storage: str = STORAGE, address: str | None = None, fresh:
             bar = "#" * int(30 * share) + "-" * (30 - int(30 * share))
             print(f"[{bar}] {steps_done:,} of {total_steps:,} env steps, {_clock(elapsed)} gone, "
                   f"{_clock(elapsed / share * (1 - share))} left", flush=True)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return [results[r.name] for r in runs]

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -142,3 +143,27 @@ def test_a_runs_subprocess_ends_when_its_parent_is_killed(tmp_path):
 def test_jobs_is_for_a_local_ray_only():
     with pytest.raises(SystemExit, match="--jobs sets the CPUs of a local Ray; a cluster has its own"):
         sweep.connect("127.0.0.1:1", jobs=2)
+
+
+def test_a_stopped_sweep_lets_its_run_in_flight_save_a_checkpoint(tmp_path):
+    """SIGTERM to a sweep's driver started in the background (SIGINT ignored, as `cmd &` and nohup leave it, which
+    Ray's processes would inherit, and ray.cancel interrupts a task with SIGINT): the run in flight saves a
+    checkpoint and exits, the queued runs never start, nothing is recorded as finished, and the driver ends."""
+    code = ("import sys; from benchmarks import sweep; "
+            "sweep.sweep([sweep.Run('ppo_clip', 'CartPole-v1', 100_000, s, '--eval-episodes 0') for s in (1, 2, 3)],"
+            " sys.argv[1], jobs=1)")
+    driver = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=sweep.ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    first = sweep.Run("ppo_clip", "CartPole-v1", 100_000, 1, "--eval-episodes 0")
+    log = os.path.join(tmp_path, "runs", first.name, "log.txt")
+    for _ in range(240):  # until the run has trained a few iterations
+        time.sleep(0.5)
+        if os.path.exists(log) and re.search(r"^step ", open(log).read(), re.M):
+            break
+    driver.send_signal(signal.SIGTERM)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 1 and "stopped by SIGTERM: the same command resumes" in err
+    assert re.search(r"^stopped by SIGTERM at iteration \d+; continue with", open(log).read(), re.M)
+    assert os.path.exists(os.path.join(tmp_path, "runs", first.name, "checkpoint.pt"))
+    assert os.listdir(os.path.join(tmp_path, "runs")) == [first.name] and sweep.finished(str(tmp_path)) == {}
