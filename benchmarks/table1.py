@@ -137,7 +137,8 @@ def bootstrap(raw: dict, random: dict, draws: int = 4000, seed: int = 0) -> dict
     rng = np.random.default_rng(seed)
     out = {setting: np.empty(draws) for setting in raw}
     for i in range(draws):
-        again = {s: {t: rng.choice(np.asarray(x, float), len(x)) for t, x in by_task.items()} for s, by_task in raw.items()}
+        again = {s: {t: rng.choice(np.asarray(x, float), len(x)) for t, x in by_task.items()}
+                 for s, by_task in raw.items()}
         for setting, (figure, _) in table_scores(again, random).items():
             out[setting][i] = figure
     return out
@@ -161,13 +162,15 @@ def verdicts(figures: dict, draws: dict, per_task: dict | None = None) -> list:
         return figures[a] - figures[b], low, high
 
     def said(name, rule_holds, rule_fails, numbers):
-        return f"- {name}: **{'holds' if rule_holds else 'fails' if rule_fails else 'cannot be told apart'}**. {numbers}"
+        verdict = "holds" if rule_holds else "fails" if rule_fails else "cannot be told apart"
+        return f"- {name}: **{verdict}**. {numbers}"
     gaps = {s: gap(clip, s) for s in figures if s != clip}
     behind = [s for s, (_, low, _) in gaps.items() if low <= 0]
     above = [s for s, (_, _, high) in gaps.items() if high < 0]
+    closest = sorted(gaps.items(), key=lambda item: item[1][0])[:3]
     first = said("1. Clipping with eps = 0.2 scores best", not behind, bool(above),
-                 f"eps = 0.2 scores {figures[clip]:.2f}; its gaps to the others, with 95% intervals: " + "; ".join(
-                     f"{s} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for s, (d, lo, hi) in sorted(gaps.items(), key=lambda x: x[1][0])[:3])
+                 f"eps = 0.2 scores {figures[clip]:.2f}; its gaps to the others, with 95% intervals: "
+                 + "; ".join(f"{s} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for s, (d, lo, hi) in closest)
                  + (f" (and larger to the other {len(gaps) - 3})" if len(gaps) > 3 else ""))
     cpi = "no clipping or penalty"
     low, high = interval(draws[cpi])
@@ -284,12 +287,13 @@ def main() -> None:
                                     "curve": binned_curve(result["curve"], steps),
                                     "date": time.strftime("%Y-%m-%d %H:%M")})
 
+        stored = {} if a.smoke or a.fresh else sweep.finished(a.storage)
+        for run in runs:  # finished in the storage, but its row was lost with an uncommitted work tree
+            if run.name in stored:
+                logs = sweep.scalars(os.path.join(a.storage, "runs", run.name), ["charts/episodic_return"])
+                curve = [[int(step), float(ret)] for step, ret in logs["charts/episodic_return"]]
+                keep({**stored[run.name], "curve": curve})
         results = sweep.sweep_from_args(runs, a, CODE_VERSION, keep) if runs else []
-        for result in results:  # finished in the storage, but its row was lost with an uncommitted work tree
-            if result.get("skipped") and result["exit"] == 0:
-                folder = os.path.join(os.path.abspath(a.storage), "runs", result["name"])
-                logs = sweep.scalars(folder, ["charts/episodic_return"]).get("charts/episodic_return", [])
-                keep({**result, "curve": [[int(step), float(ret)] for step, ret in logs]})
         failed = [r["name"] for r in results if r["exit"] != 0]
         if failed:
             print(f"{len(failed)} runs failed: {', '.join(failed)}")

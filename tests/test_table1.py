@@ -1,6 +1,7 @@
 """benchmarks/table1.py: the paper's scoring, its bootstrap standard error, the verdicts, the learning curve a
 row keeps, and which recorded rows a sweep skips."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -109,3 +110,29 @@ def test_the_figures_draw_from_the_recorded_rows(tmp_path, monkeypatch):
     assert table1_figures.draw_table1(runs, str(tmp_path / "t.png")) == str(tmp_path / "t.png")
     assert table1_figures.draw_figure3(runs, str(tmp_path / "f.png")) == [("Hopper-v4", 2, 15.0, 5.0, 2250)]
     assert (tmp_path / "t.png").stat().st_size > 10_000 and (tmp_path / "f.png").stat().st_size > 10_000
+
+
+def test_a_run_finished_in_the_storage_but_missing_from_the_results_is_recorded_from_its_folder(tmp_path, monkeypatch):
+    """A fresh work tree lost a row whose run the storage kept: the same command records it from the storage's
+    finished.jsonl and the run's own TensorBoard curve, and hands the sweep the rest."""
+    from torch.utils.tensorboard import SummaryWriter
+    from benchmarks import common, sweep
+    monkeypatch.setattr(table1, "RESULTS", str(tmp_path))
+    monkeypatch.setattr(common, "RESULTS", str(tmp_path))  # where record() writes
+    (tmp_path / "table1.jsonl").write_text(json.dumps(dict(kind="random", env_id="Hopper-v4", score=0.0)) + "\n")
+    flags = table1.run_flags(table1.PAPER_FLAGS)["clipping, eps = 0.2"]
+    run = sweep.Run("ppo_clip", "Hopper-v4", 40_000, 1, flags + " --eval-episodes 0")
+    writer = SummaryWriter(str(tmp_path / "store" / "runs" / run.name))
+    for step, ret in [(5000, 1.0), (15000, 3.0), (30000, 7.0)]:
+        writer.add_scalar("charts/episodic_return", ret, step)
+    writer.close()
+    row = {**run.identity, "name": run.name, "exit": 0, "last100": 3.67, "episodes": 3, "wall_s": 60}
+    (tmp_path / "store" / "finished.jsonl").write_text(json.dumps(row) + "\n")
+    handed = []
+    monkeypatch.setattr(sweep, "sweep_from_args", lambda runs, *_: handed.extend(runs) or [])
+    monkeypatch.setattr(sys, "argv", ["table1.py", "--tasks", "Hopper-v4", "--total-timesteps", "40000",
+                                      "--storage", str(tmp_path / "store")])
+    table1.main()
+    (got,) = table1.recorded(40_000, table1.PAPER_FLAGS, table1.PROTOCOL).values()
+    assert got["setting"] == "clipping, eps = 0.2" and got["last100"] == 3.67 and got["curve"] == [2.0, 7.0]
+    assert len(handed) == 11 and run in handed  # the sweep itself skips it, as its storage has it
