@@ -196,6 +196,16 @@ def verdicts(figures: dict, draws: dict, per_task: dict | None = None) -> list:
     return [first, second, third]
 
 
+def complete_tasks(runs: dict, tasks: list, seeds: list) -> tuple[dict, dict]:
+    """From {(setting, env_id, seed): score}, the input of table_scores over the tasks, in the order given, that
+    have a random-policy score and a run of every setting: {setting: {task: [score of each seed]}} and
+    {task: random policy's score}."""
+    random = {r["env_id"]: r["score"] for r in rows("random")}
+    cell = {(s, t): [runs[(s, t, seed)] for seed in seeds if (s, t, seed) in runs] for s, *_ in SETTINGS for t in tasks}
+    done = [t for t in tasks if t in random and all(cell[(s, t)] for s, *_ in SETTINGS)]
+    return {s: {t: cell[(s, t)] for t in done} for s, *_ in SETTINGS}, {t: random[t] for t in done}
+
+
 def table(tasks: list, seeds: list, total_timesteps: int, common: str, protocol: str | None) -> str:
     """The normalised-score table for one budget, from results/table1.jsonl (the newest row of each run), with
     each figure's bootstrap standard error and the verdict on the paper's claims."""
@@ -204,15 +214,13 @@ def table(tasks: list, seeds: list, total_timesteps: int, common: str, protocol:
     hours = sum(r.get("wall_s") or 0 for r in found.values()) / 3600
     cost = (f"Recorded: {len(found)} runs at this budget and protocol, {hours:.1f} core-hours (each run's wall "
             "time on one core; a resumed run counts its last attempt only).")
-    random = {r["env_id"]: r["score"] for r in rows("random")}
-    cell = {(s, t): [runs[(s, t, seed)] for seed in seeds if (s, t, seed) in runs] for s, *_ in SETTINGS for t in tasks}
-    done = [t for t in tasks if t in random and all(cell[(s, t)] for s, *_ in SETTINGS)]
+    raw, random = complete_tasks(runs, tasks, seeds)
+    done = list(random)
     if not done:
         return f"No task has a run of every setting yet at {total_timesteps:,} steps (protocol {protocol}). {cost}"
-    raw = {s: {t: cell[(s, t)] for t in done} for s, *_ in SETTINGS}
-    scored = table_scores(raw, {t: random[t] for t in done})
+    scored = table_scores(raw, random)
     many = all(len(x) > 1 for by_task in raw.values() for x in by_task.values())
-    draws = bootstrap(raw, {t: random[t] for t in done}) if many else {}
+    draws = bootstrap(raw, random) if many else {}
     counts = sorted({len(x) for by_task in raw.values() for x in by_task.values()})
     lines = [f"Budget: {', '.join(done)}; {'-'.join(map(str, counts))} of seeds {', '.join(map(str, seeds))} per "
              f"task; {total_timesteps:,} steps per run; protocol {protocol}. Score: mean return of the last 100 "

@@ -38,16 +38,13 @@ def full_runs() -> dict:
 
 
 def draw_table1(runs: dict, out: str) -> str | None:
-    random = {r["env_id"]: r["score"] for r in table1.rows("random")}
-    settings = [s for s, *_ in table1.SETTINGS]
-    tasks = [t for t in table1.PAPER_TASKS if t in random
-             and all(any((s, t, seed) in runs for seed in table1.FULL["seeds"]) for s in settings)]
-    if not tasks:
+    raw, random = table1.complete_tasks({key: r["last100"] for key, r in runs.items()}, table1.PAPER_TASKS,
+                                        table1.FULL["seeds"])
+    if not random:
         return None
-    raw = {s: {t: [runs[(s, t, seed)]["last100"] for seed in table1.FULL["seeds"] if (s, t, seed) in runs]
-               for t in tasks} for s in settings}
-    scored = table1.table_scores(raw, {t: random[t] for t in tasks})
-    draws = table1.bootstrap(raw, {t: random[t] for t in tasks})
+    settings, tasks = list(raw), list(random)
+    scored = table1.table_scores(raw, random)
+    draws = table1.bootstrap(raw, random)
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     y = np.arange(len(settings))[::-1]
     ours = np.array([scored[s][0] for s in settings])
