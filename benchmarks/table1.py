@@ -25,6 +25,7 @@ their checkpoints in the storage (--fresh runs them all again). The table goes t
 results/table1.md (results/table1_full.md with --full).
 """
 import argparse
+import calendar
 import json
 import os
 import sys
@@ -196,6 +197,19 @@ def verdicts(figures: dict, draws: dict, per_task: dict | None = None) -> list:
     return [first, second, third]
 
 
+def busy_hours(spans: list, join_s: float = 120) -> tuple[float, int]:
+    """The wall time covered by [start, end] spans in seconds, each moment counted once however many runs shared
+    it, and how many stretches it falls into. Spans less than join_s apart join one stretch: a row's date has
+    minute resolution, and a sweep starts the next run as one ends."""
+    stretches = []
+    for start, end in sorted(spans):
+        if stretches and start <= stretches[-1][1] + join_s:
+            stretches[-1][1] = max(stretches[-1][1], end)
+        else:
+            stretches.append([start, end])
+    return sum(end - start for start, end in stretches) / 3600, len(stretches)
+
+
 def complete_tasks(runs: dict, tasks: list, seeds: list) -> tuple[dict, dict]:
     """From {(setting, env_id, seed): score}, the input of table_scores over the tasks, in the order given, that
     have a random-policy score and a run of every setting: {setting: {task: [score of each seed]}} and
@@ -212,8 +226,12 @@ def table(tasks: list, seeds: list, total_timesteps: int, common: str, protocol:
     found = recorded(total_timesteps, common, protocol)
     runs = {key: r["last100"] for key, r in found.items()}
     hours = sum(r.get("wall_s") or 0 for r in found.values()) / 3600
+    ends = [(calendar.timegm(time.strptime(r["date"], "%Y-%m-%d %H:%M")), r["wall_s"]) for r in found.values()
+            if r.get("wall_s") and r.get("date")]
+    wall, stretches = busy_hours([(end - wall_s, end) for end, wall_s in ends])
     cost = (f"Recorded: {len(found)} runs at this budget and protocol, {hours:.1f} core-hours (each run's wall "
-            "time on one core; a resumed run counts its last attempt only).")
+            f"time on one core; a resumed run counts its last attempt only), over {wall:.1f} hours of wall time in "
+            f"{stretches} stretches (the time in which a recorded run was running: each row's date less its wall_s).")
     raw, random = complete_tasks(runs, tasks, seeds)
     done = list(random)
     if not done:

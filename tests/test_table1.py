@@ -53,6 +53,15 @@ def test_verdicts_hold_fail_or_cannot_tell():
     assert "**cannot be told apart**" in said[0] and "**cannot be told apart**" in said[1], said
 
 
+def test_wall_time_counts_each_moment_once_and_splits_at_gaps():
+    """Two runs side by side over [0, 300] and [60, 400], the next starting 90 s after (within the 120 s a
+    minute-resolution date can blur) until 700: one stretch of 700 s. A run an hour later, 200 s long: a second."""
+    spans = [(60, 400), (0, 300), (490, 700), (4300, 4500)]
+    hours, stretches = table1.busy_hours(spans)
+    assert stretches == 2 and hours == pytest.approx((700 + 200) / 3600)
+    assert table1.busy_hours([]) == (0, 0)
+
+
 def test_the_curve_is_the_mean_return_per_window():
     """Episodes ending at steps 5,000 and 15,000 fall in the first 20k window; one at 40,000 closes the second
     (a window holds its right end); none ends in the third."""
