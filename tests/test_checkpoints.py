@@ -56,6 +56,15 @@ def start_run(name, run_dir, tmp_path, *flags):
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def after_its_event_files(run_dir):
+    """Wait for the clock's next second after the run's event files were made. TensorBoard reads a folder's event
+    files in name order, and a name starts with its second: a resume made in the same second as the stopped run
+    can sort first (by process id), and its steps would then come before the stopped run's."""
+    made = max(int(os.path.basename(f).split(".")[3]) for f in glob.glob(os.path.join(run_dir, "events.out.*")))
+    while int(time.time()) <= made:
+        time.sleep(0.05)
+
+
 def resumed(name, path, **flags):
     """The Args a resume from the command line gets: the run's own, with --resume and any flags typed."""
     ckpt = torch.load(os.path.join(path, "checkpoint.pt") if os.path.isdir(path) else path)
@@ -120,6 +129,7 @@ def test_killed_run_resumes_where_its_checkpoint_left_it(name, tmp_path, monkeyp
     assert ckpt["iteration"] >= 2 and ckpt["global_step"] == ckpt["iteration"] * batch(name)
 
     seen = []
+    after_its_event_files(run_dir)
     summary = resume_in_process(name, run_dir, monkeypatch, seen)
     state = seen[0]
     assert (state["start_iteration"], state["global_step"]) == (ckpt["iteration"], ckpt["global_step"])
