@@ -97,6 +97,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", default=RESULTS)
     a = p.parse_args()
+    try:
+        os.makedirs(a.out_dir, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: cannot write to --out-dir {a.out_dir}: {e}")
     runs = full_runs()
     done = draw_table1(runs, os.path.join(a.out_dir, "table1.png"))
     print(f"wrote {done}" if done else "table1.png: no task has a paper-budget run of every setting yet")
