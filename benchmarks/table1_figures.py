@@ -10,7 +10,8 @@ setting. figure3_ppo.png: the clipping eps = 0.2 runs, which are the paper's Fig
 settings, tasks and budget): per task, the mean over seeds of the mean return of the episodes that ended in
 each 20k-step window, the range over seeds shaded, and the paper's final value as read off its plot
 (../shared/PAPER.md, "about") as a dashed line. The table beside it: per task, the paper's value and ours,
-the mean over seeds of each run's score (the mean return of its last 100 episodes).
+the mean over seeds of each run's score (the mean return of its last 100 episodes). Last, for the "no clipping
+or penalty" runs, per task, where they peaked beside where they ended: does the unconstrained surrogate collapse?
 """
 import argparse
 import os
@@ -93,6 +94,20 @@ def draw_figure3(runs: dict, out: str) -> list:
     return lines
 
 
+def peak_and_end(runs: dict, setting: str) -> list:
+    """Per task with runs of `setting`: (task, seeds, the mean over seeds of each run's best 20k-step window,
+    the mean over seeds of its score, the random policy's score or None)."""
+    random = {r["env_id"]: r["score"] for r in table1.rows("random")}
+    lines = []
+    for task in table1.PAPER_TASKS:
+        rows = [runs[(setting, task, seed)] for seed in table1.FULL["seeds"] if (setting, task, seed) in runs]
+        if rows:
+            peaks = [max(v for v in r["curve"] if v is not None) for r in rows]
+            lines.append((task, len(rows), float(np.mean(peaks)), float(np.mean([r["last100"] for r in rows])),
+                          random.get(task)))
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", default=RESULTS)
@@ -109,6 +124,11 @@ def main() -> None:
           "of the last 100 episodes, mean +- std over seeds | seeds |\n|---|---|---|---|")
     for task, seeds, mean, std, paper in lines:
         print(f"| {task} | {paper} | {mean:.1f} +- {std:.1f} | {seeds} |")
+    setting = table1.SETTINGS[0][0]
+    print(f"\n{setting}: where its runs peaked and where they ended\n\n| task | random policy | best 20k-step "
+          "window, mean over seeds | last 100 episodes, mean over seeds | seeds |\n|---|---|---|---|---|")
+    for task, seeds, peak, end, random in peak_and_end(runs, setting):
+        print(f"| {task} | {'-' if random is None else f'{random:.1f}'} | {peak:.1f} | {end:.1f} | {seeds} |")
 
 
 if __name__ == "__main__":

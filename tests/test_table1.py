@@ -121,6 +121,19 @@ def test_the_figures_draw_from_the_recorded_rows(tmp_path, monkeypatch):
     assert (tmp_path / "t.png").stat().st_size > 10_000 and (tmp_path / "f.png").stat().st_size > 10_000
 
 
+def test_the_peak_is_the_best_window_and_the_end_the_score_each_averaged_over_seeds(tmp_path, monkeypatch):
+    """Two seeds that rise and fall: peaks 30 and 50 (mean 40), scores 5 and 15 (mean 10); empty windows skipped."""
+    from benchmarks import table1_figures
+    monkeypatch.setattr(table1, "RESULTS", str(tmp_path))
+    (tmp_path / "table1.jsonl").write_text(json.dumps(dict(kind="random", env_id="Hopper-v4", score=2.5)) + "\n")
+    setting = table1.SETTINGS[0][0]
+    runs = {(setting, "Hopper-v4", 1): dict(curve=[None, 10.0, 30.0, 4.0], last100=5.0),
+            (setting, "Hopper-v4", 3): dict(curve=[50.0, None, 20.0, 15.0], last100=15.0),
+            (setting, "Reacher-v4", 2): dict(curve=[-40.0, -9.0, -30.0], last100=-35.0)}
+    assert table1_figures.peak_and_end(runs, setting) == [("Hopper-v4", 2, 40.0, 10.0, 2.5),
+                                                          ("Reacher-v4", 1, -9.0, -35.0, None)]
+
+
 def test_a_run_finished_in_the_storage_but_missing_from_the_results_is_recorded_from_its_folder(tmp_path, monkeypatch):
     """A fresh work tree lost a row whose run the storage kept: the same command records it from the storage's
     finished.jsonl and the run's own TensorBoard curve, and hands the sweep the rest."""
