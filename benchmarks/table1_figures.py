@@ -38,6 +38,11 @@ def full_runs() -> dict:
     return table1.recorded(table1.FULL["total_timesteps"], table1.PAPER_FLAGS, table1.PROTOCOL)
 
 
+def seeds_of(runs: dict, setting: str, task: str) -> list:
+    """The rows of the recorded seeds of one (setting, task), in seed order."""
+    return [runs[(setting, task, seed)] for seed in table1.FULL["seeds"] if (setting, task, seed) in runs]
+
+
 def draw_table1(runs: dict, out: str) -> str | None:
     raw, random = table1.complete_tasks({key: r["last100"] for key, r in runs.items()}, table1.PAPER_TASKS,
                                         table1.FULL["seeds"])
@@ -71,7 +76,7 @@ def draw_figure3(runs: dict, out: str) -> list:
     fig, axes = plt.subplots(2, 4, figsize=(16, 7))
     lines = []
     for ax, task in zip(axes.flat, table1.PAPER_TASKS):
-        rows = [runs[(CLIP, task, seed)] for seed in table1.FULL["seeds"] if (CLIP, task, seed) in runs]
+        rows = seeds_of(runs, CLIP, task)
         ax.set_title(task)
         ax.axhline(FIGURE3[task], color="black", ls="--", lw=1, label="paper, Figure 3 (about)")
         if rows:
@@ -100,7 +105,7 @@ def peak_and_end(runs: dict, setting: str) -> list:
     random = {r["env_id"]: r["score"] for r in table1.rows("random")}
     lines = []
     for task in table1.PAPER_TASKS:
-        rows = [runs[(setting, task, seed)] for seed in table1.FULL["seeds"] if (setting, task, seed) in runs]
+        rows = seeds_of(runs, setting, task)
         if rows:
             peaks = [max(v for v in r["curve"] if v is not None) for r in rows]
             lines.append((task, len(rows), float(np.mean(peaks)), float(np.mean([r["last100"] for r in rows])),
